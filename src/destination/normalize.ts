@@ -1,0 +1,113 @@
+import { isIPv6 } from 'node:net';
+
+/**
+ * The one destination normalizer: the gateway uses it on every CONNECT authority and every tool that
+ * writes registry rows uses it before signing, so that a row and a request can only match byte for byte.
+ * Rules (interop contract): `host:port` or `[ipv6]:port`, port defaults to 443, host lower-cased.
+ */
+export class DestinationError extends Error {
+  override name = 'DestinationError';
+}
+
+export interface Destination {
+  /** Host as it appears in the normalized form, without brackets (lower-cased). */
+  readonly host: string;
+  readonly port: number;
+  /** True when `host` is an IPv6 literal (the authority then brackets it). */
+  readonly ipv6: boolean;
+  /** Normalized `host:port` or `[ipv6]:port`: the form stored in the registry. */
+  readonly authority: string;
+}
+
+const DEFAULT_PORT = 443;
+const PORT_DIGITS = /^[0-9]{1,5}$/;
+/**
+ * Stricter than the reference normalizer on purpose: a host is a DNS name or an IPv4 literal, so only
+ * letters, digits, '.', '-' and '_' may appear. This keeps control bytes, spaces, newlines (which would
+ * forge lines of the signed canonical form) and URL syntax out of rows, logs and DNS queries.
+ */
+const HOST_CHARS = /^[A-Za-z0-9._-]+$/;
+
+export function parseDestination(input: string): Destination {
+  const text = input.trim();
+  if (text === '')
+    throw new DestinationError('destination is empty: expected host, host:port or [ipv6]:port');
+  if (text.startsWith('[')) return parseBracketed(text, input);
+  const colons = countColons(text);
+  if (colons > 1) {
+    if (!isIPv6Literal(text)) {
+      throw new DestinationError(`destination ${quote(input)} has several ':' but is not an IPv6 address`);
+    }
+    return build(text.toLowerCase(), DEFAULT_PORT, true);
+  }
+  if (colons === 0) return build(checkHost(text, input).toLowerCase(), DEFAULT_PORT, false);
+  const cut = text.indexOf(':');
+  const host = checkHost(text.slice(0, cut), input);
+  return build(host.toLowerCase(), parsePort(text.slice(cut + 1), input), false);
+}
+
+/** The normalized authority string, or a DestinationError naming what is wrong. */
+export function normalizeDestination(input: string): string {
+  return parseDestination(input).authority;
+}
+
+function parseBracketed(text: string, input: string): Destination {
+  const close = text.indexOf(']');
+  if (close < 0) throw new DestinationError(`destination ${quote(input)} opens '[' without a closing ']'`);
+  const address = text.slice(1, close);
+  if (!isIPv6Literal(address)) {
+    throw new DestinationError(
+      `destination ${quote(input)}: [${address}] is not an IPv6 address (zone ids are not allowed)`,
+    );
+  }
+  const rest = text.slice(close + 1);
+  if (rest === '') return build(address.toLowerCase(), DEFAULT_PORT, true);
+  if (!rest.startsWith(':')) {
+    throw new DestinationError(`destination ${quote(input)}: expected ':port' or nothing after ']'`);
+  }
+  return build(address.toLowerCase(), parsePort(rest.slice(1), input), true);
+}
+
+function checkHost(host: string, input: string): string {
+  if (host === '') throw new DestinationError(`destination ${quote(input)} has an empty host`);
+  if (host.length > 253)
+    throw new DestinationError(`destination ${quote(input)}: host is longer than 253 characters`);
+  if (!HOST_CHARS.test(host)) {
+    throw new DestinationError(
+      `destination ${quote(input)}: host may contain only letters, digits, '.', '-' and '_' (or be an IPv6 address)`,
+    );
+  }
+  return host;
+}
+
+function parsePort(text: string, input: string): number {
+  if (!PORT_DIGITS.test(text)) {
+    throw new DestinationError(
+      `destination ${quote(input)}: port ${quote(text)} is not a number from 1 to 65535`,
+    );
+  }
+  const port = Number(text);
+  if (port < 1 || port > 65535) {
+    throw new DestinationError(`destination ${quote(input)}: port ${port} is outside 1-65535`);
+  }
+  return port;
+}
+
+function isIPv6Literal(text: string): boolean {
+  // net.isIPv6 accepts zone ids ("fe80::1%eth0"); the contract forbids them.
+  return !text.includes('%') && isIPv6(text);
+}
+
+function countColons(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 58) n++;
+  return n;
+}
+
+function build(host: string, port: number, ipv6: boolean): Destination {
+  return { host, port, ipv6, authority: ipv6 ? `[${host}]:${port}` : `${host}:${port}` };
+}
+
+function quote(text: string): string {
+  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}…` : text);
+}
