@@ -20,7 +20,8 @@ export interface Destination {
 }
 
 const DEFAULT_PORT = 443;
-const PORT_DIGITS = /^[0-9]{1,5}$/;
+/** Decimal digits read by value: leading zeros are allowed (as by the reference), at most five significant digits. */
+const PORT_DIGITS = /^0*[0-9]{1,5}$/;
 /**
  * Stricter than the reference normalizer on purpose: a host is a DNS name or an IPv4 literal, so only
  * letters, digits, '.', '-' and '_' may appear. This keeps control bytes, spaces, newlines (which would
@@ -29,7 +30,7 @@ const PORT_DIGITS = /^[0-9]{1,5}$/;
 const HOST_CHARS = /^[A-Za-z0-9._-]+$/;
 
 export function parseDestination(input: string): Destination {
-  const text = input.trim();
+  const text = trimWhiteSpace(input);
   if (text === '')
     throw new DestinationError('destination is empty: expected host, host:port or [ipv6]:port');
   if (text.startsWith('[')) return parseBracketed(text, input);
@@ -96,6 +97,35 @@ function parsePort(text: string, input: string): number {
 function isIPv6Literal(text: string): boolean {
   // net.isIPv6 accepts zone ids ("fe80::1%eth0"); the contract forbids them.
   return !text.includes('%') && isIPv6(text);
+}
+
+/**
+ * The contract's "trim" is the reference's (Rust str::trim): Unicode White_Space at both ends.
+ * String.prototype.trim differs: it also strips U+FEFF (not White_Space), which would map
+ * "\uFEFFapi.example.com" onto a destination the reference keeps distinct, and keeps U+0085.
+ */
+function trimWhiteSpace(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && isWhiteSpace(text.charCodeAt(start))) start++;
+  while (end > start && isWhiteSpace(text.charCodeAt(end - 1))) end--;
+  return text.slice(start, end);
+}
+
+function isWhiteSpace(c: number): boolean {
+  return (
+    (c >= 0x09 && c <= 0x0d) ||
+    c === 0x20 ||
+    c === 0x85 ||
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000
+  );
 }
 
 function countColons(text: string): number {
