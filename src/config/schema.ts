@@ -8,35 +8,31 @@ import { z } from 'zod';
 
 const OID = /^(0|1|2)(\.(0|[1-9][0-9]*))+$/;
 
-const positiveInt = (what: string) =>
-  z
-    .number({ error: `${what} must be a number` })
-    .int(`${what} must be a whole number`)
-    .positive(`${what} must be > 0`);
-const nonNegativeInt = (what: string) =>
-  z
-    .number({ error: `${what} must be a number` })
-    .int(`${what} must be a whole number`)
-    .nonnegative(`${what} must be >= 0`);
+// Messages carry no key name: the loader prefixes every problem with its full key path
+// (`policy.connect_timeout_ms` and `egress.connect_timeout_ms` share a leaf name).
+const positiveInt = () =>
+  z.number({ error: 'must be a number' }).int('must be a whole number').positive('must be > 0');
+const nonNegativeInt = () =>
+  z.number({ error: 'must be a number' }).int('must be a whole number').nonnegative('must be >= 0');
 
 export const serverSchema = z.strictObject({
   /** `host:port` or `[ipv6]:port` to bind the TLS listener. */
   listen_addr: z.string().min(1),
   tls_cert_path: z.string().min(1),
   tls_key_path: z.string().min(1),
-  handshake_timeout_ms: positiveInt('handshake_timeout_ms').default(10_000),
-  request_timeout_ms: positiveInt('request_timeout_ms').default(10_000),
-  tunnel_idle_timeout_s: positiveInt('tunnel_idle_timeout_s').default(900),
-  shutdown_grace_s: nonNegativeInt('shutdown_grace_s').default(30),
+  handshake_timeout_ms: positiveInt().default(10_000),
+  request_timeout_ms: positiveInt().default(10_000),
+  tunnel_idle_timeout_s: positiveInt().default(900),
+  shutdown_grace_s: nonNegativeInt().default(30),
   /** HTTP/2: concurrent CONNECT streams per client connection. */
-  h2_max_concurrent_streams: positiveInt('h2_max_concurrent_streams').max(10_000).default(256),
+  h2_max_concurrent_streams: positiveInt().max(10_000).default(256),
   /** HTTP/2: per-stream receive window (bytes) we advertise; bounds what one paused stream can buffer. */
-  h2_stream_window_bytes: positiveInt('h2_stream_window_bytes')
+  h2_stream_window_bytes: positiveInt()
     .min(65_535)
     .max(2 ** 31 - 1)
     .default(1_048_576),
   /** HTTP/2: connection-level receive window (bytes). */
-  h2_connection_window_bytes: positiveInt('h2_connection_window_bytes')
+  h2_connection_window_bytes: positiveInt()
     .min(65_535)
     .max(2 ** 31 - 1)
     .default(16_777_216),
@@ -44,38 +40,47 @@ export const serverSchema = z.strictObject({
 
 export const observabilitySchema = z.strictObject({
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
-  otlp_endpoint: z.string().url('otlp_endpoint must be a URL').optional(),
+  /** OTLP/HTTP collector base URL; tracing export is off when absent. Only http(s) makes sense here. */
+  otlp_endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
 });
+
+/** Shared with the loader, which reports the same rule when zod skipped it. */
+export const EXACTLY_ONE_DATABASE_URL = 'set exactly one of policy.database_url and policy.database_url_env';
 
 export const policySchema = z
   .strictObject({
     client_ext_oid: z
       .string()
-      .regex(OID, 'client_ext_oid must be a dotted OID such as 1.3.6.1.4.1.57264.1.1')
+      .regex(OID, 'must be a dotted OID such as 1.3.6.1.4.1.57264.1.1')
       .default('1.3.6.1.4.1.57264.1.1'),
     database_url: z.string().min(1).optional(),
     database_url_env: z
       .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'database_url_env must be an environment variable name')
+      .regex(
+        /^[A-Za-z_][A-Za-z0-9_]*$/,
+        'must be an environment variable name such as AGENT_GATEWAY_DATABASE_URL',
+      )
       .optional(),
-    max_connections: positiveInt('max_connections').max(1000).default(5),
-    connect_timeout_ms: positiveInt('connect_timeout_ms').default(5000),
-    pool_acquire_timeout_ms: positiveInt('pool_acquire_timeout_ms').default(1000),
-    query_timeout_ms: positiveInt('query_timeout_ms').default(500),
+    max_connections: positiveInt().max(1000).default(5),
+    connect_timeout_ms: positiveInt().default(5000),
+    pool_acquire_timeout_ms: positiveInt().default(1000),
+    query_timeout_ms: positiveInt().default(500),
   })
   .superRefine((p, ctx) => {
+    // zod skips this refinement when another policy key already failed; the loader repeats the check on
+    // the raw table so that every problem is reported in one run.
     if ((p.database_url === undefined) === (p.database_url_env === undefined)) {
       ctx.addIssue({
         code: 'custom',
         path: ['database_url'],
-        message: 'set exactly one of policy.database_url and policy.database_url_env',
+        message: EXACTLY_ONE_DATABASE_URL,
       });
     }
   });
 
 export const rateLimitSchema = z.strictObject({
-  bytes_per_second: nonNegativeInt('bytes_per_second').default(0),
-  burst_bytes: nonNegativeInt('burst_bytes').default(1_048_576),
+  bytes_per_second: nonNegativeInt().default(0),
+  burst_bytes: nonNegativeInt().default(1_048_576),
 });
 
 export const egressSchema = z.strictObject({
@@ -83,7 +88,7 @@ export const egressSchema = z.strictObject({
   allow_cidrs: z.array(z.string()).default([]),
   /** CIDRs never dialled, whatever allow_cidrs says. */
   deny_cidrs: z.array(z.string()).default([]),
-  connect_timeout_ms: positiveInt('connect_timeout_ms').default(10_000),
+  connect_timeout_ms: positiveInt().default(10_000),
 });
 
 export const configSchema = z.strictObject({

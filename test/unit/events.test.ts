@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DENY_REASON_KINDS, DENY_REASONS, LogEvent, LogField } from '../../src/observability/events.js';
+
+test('the interop event and field names are spelt as the contract says', () => {
+  const events = Object.values(LogEvent);
+  for (const name of [
+    'listening',
+    'TLS handshake failed',
+    'CONNECT allowed',
+    'CONNECT denied',
+    'TCP connect failed',
+    'tunnel closed',
+  ]) {
+    assert.ok(events.includes(name as never), `missing event ${name}`);
+  }
+  assert.equal(new Set(events).size, events.length, 'two events share a name');
+  assert.deepEqual(Object.values(LogField).sort(), [
+    'bytes_client_to_dest',
+    'bytes_dest_to_client',
+    'deny_reason',
+    'dest_authority',
+    'policy_decision',
+    'source_identity',
+    'source_peer_addr',
+  ]);
+});
+
+test('every deny reason is documented and snake_case', () => {
+  assert.equal(DENY_REASON_KINDS.length, 19);
+  for (const kind of DENY_REASON_KINDS) {
+    assert.match(kind, /^[a-z]+(_[a-z]+)*$/);
+    assert.ok(DENY_REASONS[kind].length > 10, `${kind} has no description`);
+  }
+});
