@@ -60,5 +60,5 @@ export function canonicalPermissionBytes(p: PermissionFields): Buffer {
 
 /** SQL expression that renders a timestamptz column in the canonical form, as text. */
 export function canonicalTimestampSql(column: string): string {
-  return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+  return `to_char((${column}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 }

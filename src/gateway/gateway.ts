@@ -1,0 +1,153 @@
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type postgres from 'postgres';
+import { parseListenAddr } from '../config/listen-addr.js';
+import type { LoadedConfig } from '../config/load.js';
+import { EgressGuard } from '../egress/guard.js';
+import type { LookupFn } from '../egress/resolve.js';
+import { LogEvent } from '../observability/events.js';
+import type { Logger } from '../observability/logger.js';
+import { createPolicyEngine } from '../policy/engine.js';
+import type { ConnectFlowDeps } from '../proxy/connect-flow.js';
+import { connectionInfoOf } from '../proxy/connection-info.js';
+import { createHttp1Front } from '../proxy/http1-front.js';
+import { createHttp2Front } from '../proxy/http2-front.js';
+import { OpenTunnels } from '../proxy/open-tunnels.js';
+import { createTlsListener } from '../proxy/tls-listener.js';
+import { openRegistry } from '../registry/connect.js';
+import { assertSchemaVersion } from '../registry/schema-version.js';
+import { ownAddresses } from './own-addresses.js';
+
+export interface GatewayOptions {
+  readonly logger: Logger;
+  /** Replaces DNS in tests. */
+  readonly lookup?: LookupFn;
+}
+
+export interface RunningGateway {
+  readonly address: AddressInfo;
+  /** Stop accepting, let tunnels finish for up to `graceMs`, then close everything. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/** Wires config → registry → policy → egress → front ends → TLS listener, and starts listening. */
+export async function startGateway(loaded: LoadedConfig, options: GatewayOptions): Promise<RunningGateway> {
+  const { config } = loaded;
+  const { logger } = options;
+  const [certPem, keyPem] = await Promise.all([
+    readFile(config.server.tls_cert_path),
+    readFile(config.server.tls_key_path),
+  ]);
+  const listen = parseListenAddr(config.server.listen_addr);
+
+  const sql = openRegistry(loaded.databaseUrl, config.policy, { applicationName: 'agent-gateway' });
+  try {
+    await assertSchemaVersion(sql);
+  } catch (err) {
+    await sql.end({ timeout: 1 });
+    throw err;
+  }
+  const policy = createPolicyEngine(sql, {
+    acquireTimeoutMs: config.policy.pool_acquire_timeout_ms,
+    queryTimeoutMs: config.policy.query_timeout_ms,
+  });
+
+  const flow: ConnectFlowDeps = {
+    policy,
+    guard: new EgressGuard({
+      allowCidrs: config.egress.allow_cidrs,
+      denyCidrs: config.egress.deny_cidrs,
+      ownAddresses: ownAddresses(listen.host),
+    }),
+    connectTimeoutMs: config.egress.connect_timeout_ms,
+    logger,
+    ...(options.lookup ? { lookup: options.lookup } : {}),
+  };
+  const tunnels = new OpenTunnels(logger, config.server.tunnel_idle_timeout_s * 1000);
+  const http1 = createHttp1Front({ flow, tunnels, logger, maxHeaderBytes: 16 * 1024 });
+  const http2 = createHttp2Front({
+    flow,
+    tunnels,
+    logger,
+    maxConcurrentStreams: config.server.h2_max_concurrent_streams,
+    streamWindowBytes: config.server.h2_stream_window_bytes,
+    connectionWindowBytes: config.server.h2_connection_window_bytes,
+    sessionIdleTimeoutMs: config.server.tunnel_idle_timeout_s * 1000,
+    maxHeaderListBytes: 16 * 1024,
+  });
+
+  const sockets = new Set<TLSSocket>();
+  const server = createTlsListener({
+    certPem,
+    keyPem,
+    handshakeTimeoutMs: config.server.handshake_timeout_ms,
+    requestTimeoutMs: config.server.request_timeout_ms,
+    identityOidContent: loaded.identityOidContent,
+    logger,
+    onHttp1: (socket) => {
+      track(sockets, socket);
+      http1.accept(socket);
+    },
+    onHttp2: (socket) => {
+      track(sockets, socket);
+      http2.accept(socket);
+    },
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: listen.host, port: listen.port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => logger.error({ error: err.message }, LogEvent.listenerError));
+  const address = server.address() as AddressInfo;
+  logger.info(
+    {
+      listen_addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+    },
+    LogEvent.listening,
+  );
+
+  let shuttingDown: Promise<void> | undefined;
+  return {
+    address,
+    shutdown(graceMs: number): Promise<void> {
+      shuttingDown ??= drain(graceMs);
+      return shuttingDown;
+    },
+  };
+
+  async function drain(graceMs: number): Promise<void> {
+    logger.info({ open_tunnels: tunnels.size, grace_ms: graceMs }, LogEvent.shutdownStarted);
+    server.close();
+    http2.closeSessions();
+    // Connections that have not asked for a tunnel yet have nothing to finish.
+    for (const socket of sockets) {
+      if (connectionInfoOf(socket)?.requestTimer !== undefined) socket.destroy();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      timer = setTimeout(() => resolve('deadline'), graceMs);
+    });
+    const result = await Promise.race([tunnels.whenEmpty().then(() => 'drained' as const), deadline]);
+    clearTimeout(timer);
+    const leftOpen = tunnels.size;
+    tunnels.closeAll('shutdown');
+    http2.destroySessions();
+    for (const socket of sockets) socket.destroy();
+    await closeRegistry(sql);
+    logger.info({ result, tunnels_cut: result === 'deadline' ? leftOpen : 0 }, LogEvent.shutdownComplete);
+  }
+}
+
+function track(sockets: Set<TLSSocket>, socket: TLSSocket): void {
+  sockets.add(socket);
+  socket.once('close', () => sockets.delete(socket));
+}
+
+async function closeRegistry(sql: postgres.Sql): Promise<void> {
+  await sql.end({ timeout: 2 }).catch(() => undefined);
+}

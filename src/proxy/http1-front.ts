@@ -1,0 +1,120 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { LogEvent } from '../observability/events.js';
+import type { Logger } from '../observability/logger.js';
+import { parseTraceparent } from '../observability/traceparent.js';
+import { type ConnectFlowDeps, runConnectFlow } from './connect-flow.js';
+import { clearRequestTimer, connectionInfoOf } from './connection-info.js';
+import type { OpenTunnels } from './open-tunnels.js';
+import { HTTP1_TUNNEL_ESTABLISHED, http1RejectResponse, STATUS_BODY } from './responses.js';
+
+export interface Http1FrontOptions {
+  readonly flow: ConnectFlowDeps;
+  readonly tunnels: OpenTunnels;
+  readonly logger: Logger;
+  readonly maxHeaderBytes: number;
+}
+
+/**
+ * HTTP/1.1 CONNECT, one tunnel per TLS connection (what `curl --proxy https://…` sends).
+ * Node's HTTP parser (llhttp) reads the request head; we take the socket over at 'connect'.
+ * Any response other than 200 closes the connection: a client that was refused starts afresh.
+ */
+export function createHttp1Front(options: Http1FrontOptions): {
+  accept(socket: TLSSocket): void;
+  server: Server;
+} {
+  const { logger } = options;
+  const server = createServer({
+    maxHeaderSize: options.maxHeaderBytes,
+    // The request-head deadline is enforced by the TLS listener's own timer (server.request_timeout_ms),
+    // which also covers HTTP/2; Node's periodic checker would only add a second, coarser one.
+    requestTimeout: 0,
+    headersTimeout: 0,
+    keepAliveTimeout: 0,
+    noDelay: true,
+  });
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const info = connectionInfoOf(req.socket);
+    if (info) clearRequestTimer(info);
+    logger.info(
+      { source_identity: info?.identity ?? undefined, source_peer_addr: info?.peerAddr, method: req.method },
+      LogEvent.methodNotAllowed,
+    );
+    res.writeHead(405, {
+      'content-type': 'text/plain; charset=utf-8',
+      connection: 'close',
+      allow: 'CONNECT',
+    });
+    res.end(`${STATUS_BODY[405]}\n`);
+  });
+
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const info = connectionInfoOf(socket);
+    logger.info(
+      {
+        source_identity: info?.identity ?? undefined,
+        source_peer_addr: info?.peerAddr,
+        error: err.code ?? err.message,
+      },
+      LogEvent.badRequest,
+    );
+    if (socket.writable && !socket.destroyed) socket.end(http1RejectResponse(400));
+    else socket.destroy();
+  });
+
+  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void handleConnect(options, req, socket as TLSSocket, head);
+  });
+
+  return {
+    server,
+    accept(socket: TLSSocket): void {
+      server.emit('connection', socket);
+    },
+  };
+}
+
+async function handleConnect(
+  options: Http1FrontOptions,
+  req: IncomingMessage,
+  socket: TLSSocket,
+  head: Buffer,
+) {
+  const info = connectionInfoOf(socket);
+  if (!info) {
+    socket.destroy();
+    return;
+  }
+  clearRequestTimer(info);
+  // Until the tunnel owns the socket, a client error must not become an unhandled 'error' event.
+  const onEarlyError = () => socket.destroy();
+  socket.on('error', onEarlyError);
+  try {
+    const outcome = await runConnectFlow(options.flow, {
+      info,
+      rawAuthority: req.url ?? '',
+      protocol: 'HTTP/1.1',
+      trace: parseTraceparent(req.headers['traceparent']),
+      cancelled: () => socket.destroyed,
+    });
+    if (outcome.kind === 'cancelled') return;
+    if (outcome.kind === 'reject') {
+      if (!socket.destroyed) socket.end(http1RejectResponse(outcome.status));
+      return;
+    }
+    socket.write(HTTP1_TUNNEL_ESTABLISHED);
+    const tunnel = options.tunnels.start(socket, outcome.upstream, outcome.fields);
+    socket.removeListener('error', onEarlyError);
+    // Bytes the client pipelined after the CONNECT head belong to the tunnel.
+    if (head.length > 0) tunnel.up.forward(head);
+  } catch (err) {
+    options.logger.error(
+      { source_peer_addr: info.peerAddr, error: (err as Error).message },
+      LogEvent.internalError,
+    );
+    if (!socket.destroyed) socket.end(http1RejectResponse(502));
+  }
+}

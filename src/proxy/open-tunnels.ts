@@ -1,0 +1,65 @@
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { LogEvent } from '../observability/events.js';
+import type { Logger } from '../observability/logger.js';
+import { Tunnel, type TunnelCloseCause } from '../tunnel/tunnel.js';
+import type { TunnelLogFields } from './connect-flow.js';
+
+/**
+ * The set of live tunnels: starts each one, logs its `tunnel closed` line, and lets shutdown wait
+ * for them to finish or tear them down at the deadline.
+ */
+export class OpenTunnels {
+  private readonly live = new Set<Tunnel>();
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly idleTimeoutMs: number,
+  ) {}
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  start(client: Duplex, upstream: Socket, fields: TunnelLogFields): Tunnel {
+    const openedAt = Date.now();
+    const tunnel = new Tunnel(client, upstream, {
+      idleTimeoutMs: this.idleTimeoutMs,
+      onClose: (summary) => {
+        this.live.delete(tunnel);
+        this.logger.info(
+          {
+            ...fields,
+            bytes_client_to_dest: summary.bytesClientToDest,
+            bytes_dest_to_client: summary.bytesDestToClient,
+            close_cause: summary.cause,
+            error: summary.error,
+            duration_ms: Date.now() - openedAt,
+          },
+          // One event name for every ending; close_cause says why (idle_timeout, aborted, ...).
+          LogEvent.tunnelClosed,
+        );
+        if (this.live.size === 0) this.notifyIdle();
+      },
+    });
+    this.live.add(tunnel);
+    return tunnel;
+  }
+
+  /** Resolves when no tunnel is open (immediately if none is). */
+  whenEmpty(): Promise<void> {
+    if (this.live.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  closeAll(cause: TunnelCloseCause): void {
+    for (const tunnel of [...this.live]) tunnel.close(cause);
+  }
+
+  private notifyIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}

@@ -1,0 +1,105 @@
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { CertificateError, readClientCertificate } from '../identity/client-certificate.js';
+import { LogEvent } from '../observability/events.js';
+import type { Logger } from '../observability/logger.js';
+import { attachConnectionInfo, type ConnectionInfo, formatPeer } from './connection-info.js';
+
+export interface TlsListenerOptions {
+  readonly certPem: Buffer;
+  readonly keyPem: Buffer;
+  readonly handshakeTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** DER content bytes of policy.client_ext_oid, encoded once at config load. */
+  readonly identityOidContent: Buffer;
+  readonly logger: Logger;
+  readonly onHttp2: (socket: TLSSocket) => void;
+  readonly onHttp1: (socket: TLSSocket) => void;
+}
+
+/**
+ * The one TLS port. It asks every client for a certificate but trusts no CA (interop: authority
+ * lives in the signed registry rows; TLS only proves the client holds the key of the certificate
+ * it sent). It reads the identity once per connection, then hands the socket to the HTTP/2 or
+ * HTTP/1.1 front end by ALPN.
+ */
+export function createTlsListener(options: TlsListenerOptions): Server {
+  const { logger } = options;
+  const server = createServer({
+    cert: options.certPem,
+    key: options.keyPem,
+    requestCert: true,
+    // No CA is trusted; OpenSSL still verifies CertificateVerify, i.e. proof of possession.
+    rejectUnauthorized: false,
+    ALPNProtocols: ['h2', 'http/1.1'],
+    handshakeTimeout: options.handshakeTimeoutMs,
+    minVersion: 'TLSv1.2',
+    // HTTP/1.1 tunnels keep half-close: the client's end must not end our direction to it.
+    allowHalfOpen: true,
+  });
+
+  server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+    logger.info(
+      {
+        source_peer_addr: formatPeer(socket.remoteAddress, socket.remotePort),
+        error: err.code ?? err.message,
+      },
+      LogEvent.tlsHandshakeFailed,
+    );
+  });
+
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const peerAddr = formatPeer(socket.remoteAddress, socket.remotePort);
+    const info = identify(socket, peerAddr, options);
+    if (!info) return;
+    attachConnectionInfo(socket, info);
+    info.requestTimer = setTimeout(() => {
+      info.requestTimer = undefined;
+      logger.info(
+        { source_identity: info.identity ?? undefined, source_peer_addr: peerAddr },
+        LogEvent.requestTimeout,
+      );
+      socket.destroy();
+    }, options.requestTimeoutMs);
+    socket.once('close', () => {
+      if (info.requestTimer !== undefined) clearTimeout(info.requestTimer);
+    });
+    if (socket.alpnProtocol === 'h2') options.onHttp2(socket);
+    else options.onHttp1(socket);
+  });
+
+  return server;
+}
+
+function identify(
+  socket: TLSSocket,
+  peerAddr: string,
+  options: TlsListenerOptions,
+): ConnectionInfo | undefined {
+  const leaf = socket.getPeerX509Certificate();
+  if (!leaf) {
+    refuse(socket, peerAddr, options.logger, 'no_client_certificate', 'the client sent no certificate');
+    return undefined;
+  }
+  try {
+    const cert = readClientCertificate(leaf.raw, options.identityOidContent);
+    return {
+      identity: cert.identity,
+      identityProblem: cert.identityProblem,
+      spki: cert.spki,
+      peerAddr,
+      requestTimer: undefined,
+    };
+  } catch (err) {
+    const detail = err instanceof CertificateError ? err.message : String(err);
+    refuse(socket, peerAddr, options.logger, 'bad_client_certificate', detail);
+    return undefined;
+  }
+}
+
+function refuse(socket: TLSSocket, peerAddr: string, logger: Logger, reason: string, detail: string): void {
+  logger.info(
+    { source_peer_addr: peerAddr, deny_reason: reason, deny_detail: detail },
+    LogEvent.clientCertificateRefused,
+  );
+  socket.destroy();
+}

@@ -1,0 +1,118 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The built CLI, exactly what `npx agent-gateway` runs (npm test builds before testing). */
+export const CLI_PATH = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+export type LogLine = Record<string, unknown> & { msg: string };
+
+export interface GatewayProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly logs: LogLine[];
+  readonly stderr: () => string;
+  /** Resolves with the first log line (already seen or future) that matches. */
+  waitForLog(predicate: (line: LogLine) => boolean, what?: string): Promise<LogLine>;
+  /** SIGTERM and wait for the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+export interface GatewayConfigInput {
+  readonly dir: string;
+  readonly databaseUrl: string;
+  readonly certPath: string;
+  readonly keyPath: string;
+  readonly allowCidrs?: readonly string[];
+  readonly extraServer?: string;
+  readonly extraEgress?: string;
+  readonly extraPolicy?: string;
+}
+
+/** Writes a gateway config.toml listening on an ephemeral loopback port. */
+export async function writeGatewayConfig(input: GatewayConfigInput): Promise<string> {
+  const path = join(input.dir, `gateway-${Math.random().toString(36).slice(2)}.toml`);
+  const cidrs = (input.allowCidrs ?? ['127.0.0.0/8', '::1/128']).map((c) => JSON.stringify(c)).join(', ');
+  await writeFile(
+    path,
+    [
+      '[server]',
+      'listen_addr = "127.0.0.1:0"',
+      `tls_cert_path = ${JSON.stringify(input.certPath)}`,
+      `tls_key_path = ${JSON.stringify(input.keyPath)}`,
+      'shutdown_grace_s = 5',
+      input.extraServer ?? '',
+      '[observability]',
+      'log_level = "info"',
+      '[policy]',
+      `database_url = ${JSON.stringify(input.databaseUrl)}`,
+      input.extraPolicy ?? '',
+      '[egress]',
+      `allow_cidrs = [${cidrs}]`,
+      input.extraEgress ?? '',
+      '',
+    ].join('\n'),
+  );
+  return path;
+}
+
+/** Starts `agent-gateway serve --config FILE` as a child process and waits for `listening`. */
+export async function startGatewayProcess(configPath: string): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [CLI_PATH, 'serve', '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: LogLine[] = [];
+  const waiters: Array<{ predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  let stderr = '';
+  let pending = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    pending += chunk;
+    let nl = pending.indexOf('\n');
+    while (nl >= 0) {
+      const text = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      nl = pending.indexOf('\n');
+      if (text.trim() === '') continue;
+      const line = JSON.parse(text) as LogLine;
+      logs.push(line);
+      for (const w of [...waiters]) {
+        if (w.predicate(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+  const waitForLog = (predicate: (l: LogLine) => boolean, what = 'log line'): Promise<LogLine> => {
+    const seen = logs.find(predicate);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      waiters.push({ predicate, resolve });
+      void exited.then((code) =>
+        reject(new Error(`gateway exited (code ${code}) before ${what}; stderr: ${stderr}`)),
+      );
+    });
+  };
+
+  const listening = await waitForLog((l) => l.msg === 'listening', 'listening');
+  const port = Number(String(listening['listen_addr']).split(':').pop());
+  return {
+    child,
+    port,
+    logs,
+    stderr: () => stderr,
+    waitForLog,
+    exited,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}

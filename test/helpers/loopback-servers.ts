@@ -1,0 +1,103 @@
+import { createHash } from 'node:crypto';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+
+/** TCP echo on loopback that keeps half-close: it ends its side only after the client ended. */
+export async function startEchoServer(): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    socket.on('error', () => {});
+    socket.pipe(socket);
+  });
+  return listen(server);
+}
+
+/**
+ * A sink that hashes everything it receives and, once the client ends, answers with
+ * `<bytes> <sha256>\n` followed by `replyBytes` deterministic bytes, then ends.
+ */
+export async function startHashSink(replyBytes = 0): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer({ allowHalfOpen: true }, (socket: Socket) => {
+    socket.on('error', () => {});
+    const hash = createHash('sha256');
+    let bytes = 0;
+    socket.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      hash.update(chunk);
+    });
+    socket.on('end', () => {
+      socket.write(`${bytes} ${hash.digest('hex')}\n`);
+      writePattern(socket, replyBytes, () => socket.end());
+    });
+  });
+  return listen(server);
+}
+
+/** Deterministic content (so the receiver can hash and compare) written with backpressure. */
+export function writePattern(socket: NodeJS.WritableStream, total: number, done: () => void): void {
+  const block = patternBlock();
+  let left = total;
+  const pump = (): void => {
+    while (left > 0) {
+      const n = Math.min(left, block.length);
+      left -= n;
+      if (!socket.write(n === block.length ? block : block.subarray(0, n))) {
+        socket.once('drain', pump);
+        return;
+      }
+    }
+    done();
+  };
+  pump();
+}
+
+/** sha256 of `prefix` followed by `total` pattern bytes. */
+export function patternHash(total: number, prefix = ''): string {
+  const block = patternBlock();
+  const hash = createHash('sha256').update(prefix);
+  let left = total;
+  while (left > 0) {
+    const n = Math.min(left, block.length);
+    hash.update(n === block.length ? block : block.subarray(0, n));
+    left -= n;
+  }
+  return hash.digest('hex');
+}
+
+let cachedBlock: Buffer | undefined;
+function patternBlock(): Buffer {
+  if (!cachedBlock) {
+    cachedBlock = Buffer.alloc(256 * 1024);
+    for (let i = 0; i < cachedBlock.length; i++) cachedBlock[i] = (i * 31 + (i >> 8)) & 0xff;
+  }
+  return cachedBlock;
+}
+
+/** A minimal HTTP server (for curl) that answers every request with `hello from <name>`. */
+export async function startHttpServer(name: string): Promise<{ port: number; close(): Promise<void> }> {
+  const { createServer: createHttp } = await import('node:http');
+  const server = createHttp((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`hello from ${name} ${req.url}\n`);
+  });
+  return listen(server as unknown as Server);
+}
+
+/** A loopback port with nothing listening (bound, then closed). */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  const { port, close } = await listen(server);
+  await close();
+  return port;
+}
+
+async function listen(server: Server): Promise<{ port: number; close(): Promise<void> }> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        (server as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+      }),
+  };
+}
