@@ -21,6 +21,13 @@ export async function runServe(configPath: string): Promise<number> {
     throw err;
   }
   const logger = createLogger(loaded.config.observability.log_level);
+  if (loaded.config.observability.otlp_endpoint !== undefined) {
+    // Say it loudly rather than let an operator believe spans are being exported.
+    logger.warn(
+      { key: 'observability.otlp_endpoint' },
+      'OTLP export is not implemented; trace ids are logged only',
+    );
+  }
   let gateway: Awaited<ReturnType<typeof startGateway>>;
   try {
     gateway = await startGateway(loaded, { logger });
