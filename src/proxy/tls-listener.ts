@@ -45,6 +45,8 @@ export function createTlsListener(options: TlsListenerOptions): Server {
       },
       LogEvent.tlsHandshakeFailed,
     );
+    // With a listener installed Node leaves the socket open (a timed-out handshake would linger).
+    socket.destroy();
   });
 
   server.on('secureConnection', (socket: TLSSocket) => {

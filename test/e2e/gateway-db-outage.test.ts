@@ -7,7 +7,12 @@ import postgres from 'postgres';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/devdb/embedded.js';
 import { migrate } from '../../src/registry/migrate.js';
 import { type ClientTls, http1Connect, readAll } from '../helpers/clients.js';
-import { type GatewayProcess, startGatewayProcess, writeGatewayConfig } from '../helpers/gateway-process.js';
+import {
+  type GatewayProcess,
+  type LogLine,
+  startGatewayProcess,
+  writeGatewayConfig,
+} from '../helpers/gateway-process.js';
 import { startEchoServer } from '../helpers/loopback-servers.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { createPrincipal, grantPermission, grantScope } from '../helpers/registry-rows.js';
@@ -86,7 +91,10 @@ test('database down: CONNECT denied, gateway alive; database back: allowed again
   await db.stop();
   const deniedBefore = gateway.logs.length;
   for (let i = 0; i < 3; i++) assert.equal(await echoThrough(), 403);
-  const denials = gateway.logs.slice(deniedBefore).filter((l) => l.msg === 'CONNECT denied');
+  // The client may see its 403 before the log line reaches us: wait for the third denial.
+  const isDenial = (l: LogLine) => l.msg === 'CONNECT denied' && gateway.logs.indexOf(l) >= deniedBefore;
+  await gateway.waitForLog((l) => isDenial(l) && gateway.logs.filter(isDenial).length === 3);
+  const denials = gateway.logs.filter(isDenial);
   assert.equal(denials.length, 3);
   for (const d of denials) assert.match(String(d['deny_reason']), /^policy_(error|timeout)$/);
   assert.equal(gateway.child.exitCode, null, 'the gateway is still running');

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { type ClientTls, http1Connect, readAll } from '../helpers/clients.js';
 import { freshDatabase } from '../helpers/db.js';
 import { startGatewayProcess, writeGatewayConfig } from '../helpers/gateway-process.js';
@@ -54,7 +56,7 @@ describe('gateway lifecycle and guards', () => {
     await pki?.cleanup();
   });
 
-  const config = (allowCidrs: string[], extraEgress = '') =>
+  const config = (allowCidrs: string[], extraEgress = '', extraServer = '') =>
     writeGatewayConfig({
       dir: pki.dir,
       databaseUrl: db.url,
@@ -62,6 +64,7 @@ describe('gateway lifecycle and guards', () => {
       keyPath: pki.serverKeyPath,
       allowCidrs,
       extraEgress,
+      extraServer,
     });
 
   test('a permission signed by openssl with a high-S signature is honoured', async () => {
@@ -119,5 +122,40 @@ describe('gateway lifecycle and guards', () => {
     assert.equal(await gateway.exited, 0);
     const done = await gateway.waitForLog((l) => l.msg === 'shutdown complete');
     assert.equal(done['result'], 'drained');
+  });
+
+  test('a stalled handshake and a request head that never completes are dropped', async () => {
+    const gateway = await startGatewayProcess(
+      await config(['127.0.0.0/8'], '', 'handshake_timeout_ms = 300\nrequest_timeout_ms = 300'),
+    );
+    try {
+      // TCP only, no ClientHello: dropped by the handshake timeout.
+      const silent = netConnect(gateway.port, '127.0.0.1');
+      silent.on('error', () => {});
+      await new Promise((resolve) => silent.once('close', resolve));
+      await gateway.waitForLog((l) => l.msg === 'TLS handshake failed');
+
+      // TLS done, then half a CONNECT head and silence: dropped by the request timeout.
+      const before = gateway.logs.length;
+      const partial = tlsConnect({
+        host: '127.0.0.1',
+        port: gateway.port,
+        ca: readFileSync(pki.caCertPath),
+        cert: readFileSync(tls.agent!.certPath),
+        key: readFileSync(tls.agent!.keyPath),
+        servername: 'localhost',
+        ALPNProtocols: ['http/1.1'],
+      });
+      partial.on('error', () => {});
+      partial.once('secureConnect', () => partial.write(`CONNECT ${destination} HTTP/1.1\r\nHost: x`));
+      const answer = await readAll(partial).catch(() => Buffer.alloc(0));
+      assert.equal(answer.length, 0, 'no response to an incomplete head');
+      const timedOut = await gateway.waitForLog(
+        (l) => l.msg === 'request timeout' && gateway.logs.indexOf(l) >= before,
+      );
+      assert.equal(timedOut['source_identity'], 'agent-beta');
+    } finally {
+      assert.equal(await gateway.stop(), 0);
+    }
   });
 });

@@ -110,5 +110,5 @@ export async function grantPermission(sql: postgres.Sql, input: PermissionInput)
     INSERT INTO permission_registry (permission_id, signing_key_id, subject_identity,
       subject_public_key_spki_der, destination, not_before, not_after, signature)
     VALUES (${input.permissionId}, ${input.principal.keyId}, ${input.identity}, ${input.agentSpki},
-      ${input.destination}, ${window.nb}::timestamptz, ${window.na}::timestamptz, ${signature})`;
+      ${input.destination}, ${window.nb}::text::timestamptz, ${window.na}::text::timestamptz, ${signature})`;
 }

@@ -1,0 +1,206 @@
+import type postgres from 'postgres';
+import { normalizeDestination } from '../destination/normalize.js';
+import type { DenyReason, PolicyDecision, PolicyEngine } from './decision.js';
+import {
+  checkPermissionRow,
+  errorText,
+  PERMISSION_ROW_COLUMNS,
+  PERMISSION_ROW_FROM,
+  type PermissionRow,
+  type RowSubject,
+  SigningKeyCache,
+} from './row-check.js';
+
+export type { DenyReason, PolicyDecision, PolicyEngine } from './decision.js';
+
+/**
+ * The policy engine: one prepared SELECT per CONNECT, then every check of the interop contract in JS.
+ *
+ * Time is the database's: every "is it valid now" is a boolean computed against PostgreSQL's now() in the
+ * same statement, so gateway hosts with skewed clocks agree with each other and with the admin tooling.
+ * Nothing is cached but parsed public keys: a revocation acts on the very next CONNECT.
+ *
+ * Rows are attacker-influenced (whoever can write the registry, or tamper with it): every column is
+ * type-checked, NULL fails closed, and large values are cut in SQL before they cross the wire.
+ */
+
+export interface PolicyEngineOptions {
+  /** Budget for waiting on a pooled connection (config policy.pool_acquire_timeout_ms). */
+  acquireTimeoutMs: number;
+  /** Budget for the query itself (config policy.query_timeout_ms; the server also enforces it). */
+  queryTimeoutMs: number;
+  /** Candidate rows examined per decision (newest not_after first). Default 8, at most 64. */
+  maxCandidates?: number;
+}
+
+const KEY_CACHE_ENTRIES = 1024;
+
+/**
+ * Only rows with revoked_at IS NULL are read: that is what the interop partial index covers, so the lookup
+ * stays an index scan however large the registry grows. Reading revoked rows too (to log
+ * `permission_revoked`) would need a sequential scan that any client could trigger with a bogus CONNECT;
+ * a revoked permission therefore denies as `no_matching_permission`.
+ */
+function candidateQuery(limit: number): string {
+  return `
+SELECT${PERMISSION_ROW_COLUMNS}${PERMISSION_ROW_FROM}
+WHERE p.subject_identity = $1 AND p.destination = $2 AND p.subject_public_key_spki_der = $3
+  AND p.revoked_at IS NULL
+ORDER BY p.not_after DESC
+LIMIT ${limit}`;
+}
+
+type Row = PermissionRow;
+
+type Deny = Extract<PolicyDecision, { allowed: false }>;
+
+/**
+ * How far a candidate got through the checks: when every candidate fails, the one that got furthest
+ * explains the deny best (a row that only lacks scope says more than a row that expired).
+ */
+const DEPTH: Partial<Record<DenyReason, number>> = {
+  no_matching_permission: 0,
+  permission_revoked: 1,
+  permission_not_yet_valid: 2,
+  permission_expired: 2,
+  signer_unknown: 3,
+  signer_revoked: 4,
+  signer_not_yet_valid: 5,
+  signer_expired: 5,
+  signer_bad_key: 6,
+  bad_signature: 7,
+  scope_missing: 8,
+  scope_insufficient: 9,
+};
+
+export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions): PolicyEngine {
+  const limit = Math.min(64, Math.max(1, Math.trunc(opts.maxCandidates ?? 8)));
+  const query = candidateQuery(limit);
+  const deadlineMs = Math.max(1, opts.acquireTimeoutMs + opts.queryTimeoutMs);
+  const keys = new SigningKeyCache(KEY_CACHE_ENTRIES);
+  let closed = false;
+
+  async function decide(identity: string, spki: Buffer, destination: string): Promise<PolicyDecision> {
+    try {
+      if (closed) return deny('policy_error', 'policy engine is closed');
+      const input = checkInput(identity, spki, destination);
+      if ('reason' in input) return input;
+      const rows = await runQuery(input.spki, input.identity, input.destination);
+      if (!('rows' in rows)) return rows;
+      return judge(rows.rows, input, keys);
+    } catch (err) {
+      // Belt and braces: nothing above should throw, but decide() must never reject.
+      return deny('policy_error', errorText(err));
+    }
+  }
+
+  async function runQuery(
+    spki: Buffer,
+    identity: string,
+    destination: string,
+  ): Promise<{ rows: Row[] } | PolicyDecision> {
+    const pending = sql.unsafe<Row[]>(query, [identity, destination, spki], { prepare: true });
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), deadlineMs);
+    });
+    try {
+      const result = await Promise.race([pending, expired]);
+      if (result === 'timeout') {
+        // Frees the pool slot (or the queue entry) and stops the server-side work.
+        cancelQuietly(pending);
+        return deny('policy_timeout', `no answer from the registry within ${deadlineMs} ms`);
+      }
+      return { rows: Array.isArray(result) ? [...result] : [] };
+    } catch (err) {
+      return deny(isTimeout(err) ? 'policy_timeout' : 'policy_error', errorText(err));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return {
+    decide,
+    async close() {
+      if (closed) return;
+      closed = true;
+      keys.clear();
+      await sql.end({ timeout: 5 });
+    },
+  };
+}
+
+type CheckedInput = RowSubject;
+
+function checkInput(identity: unknown, spki: unknown, destination: unknown): CheckedInput | Deny {
+  if (typeof identity !== 'string' || identity === '') return deny('no_identity', 'empty identity');
+  // PostgreSQL text cannot hold NUL, and a lone surrogate would be re-encoded as U+FFFD and match a
+  // different row: neither can name a permission.
+  if (identity.includes('\0') || LONE_SURROGATE.test(identity)) {
+    return deny('malformed_identity', 'identity contains NUL or invalid UTF-16');
+  }
+  if (!(spki instanceof Uint8Array) || spki.length === 0) {
+    return deny('policy_error', 'client public key (SPKI) missing: the caller must pass the certificate key');
+  }
+  if (typeof destination !== 'string') return deny('policy_error', 'destination is not a string');
+  let normalized: string;
+  try {
+    normalized = normalizeDestination(destination);
+  } catch (err) {
+    return deny('policy_error', errorText(err));
+  }
+  const bytes = Buffer.isBuffer(spki) ? spki : Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength);
+  return { identity, spki: bytes, destination: normalized };
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Allows on the first candidate that passes every check; otherwise reports the most promising failure. */
+function judge(rows: Row[], input: CheckedInput, keys: SigningKeyCache): PolicyDecision {
+  let best: { reason: DenyReason; detail: string; depth: number } | undefined;
+  for (const row of rows) {
+    const verdict = checkPermissionRow(row, input, keys);
+    if (verdict.ok) {
+      return { allowed: true, permissionId: verdict.permissionId, signingKeyId: verdict.signingKeyId };
+    }
+    const depth = DEPTH[verdict.reason] ?? 0;
+    if (best === undefined || depth > best.depth) best = { ...verdict, depth };
+  }
+  if (best === undefined) {
+    return deny('no_matching_permission', 'no live permission row for this identity, destination and key');
+  }
+  return deny(best.reason, best.detail);
+}
+
+/**
+ * query.cancel() without its crash: for a query already on the wire, postgres.js 3.4 opens a new connection
+ * to send the cancel request and drops the promise that reports its failure, so a server that stopped
+ * accepting connections turns into an unhandled rejection, which ends a Node process. We call the same
+ * internal canceller and keep its promise; if a later postgres.js changes that shape, the public cancel().
+ */
+function cancelQuietly(query: postgres.PendingQuery<Row[]>): void {
+  const internal = query as unknown as { canceller?: ((q: unknown) => unknown) | null };
+  const canceller = internal.canceller;
+  if (typeof canceller !== 'function') {
+    query.cancel();
+    return;
+  }
+  internal.canceller = null;
+  try {
+    void Promise.resolve(canceller(query)).catch(() => {
+      // The server is unreachable; its statement_timeout still ends the query there.
+    });
+  } catch {
+    // Same: nothing more we can do, and the decision is already a deny.
+  }
+}
+
+function isTimeout(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  // 57014: statement_timeout or cancel; 55P03: lock_timeout; CONNECT_TIMEOUT: postgres.js connect budget.
+  return code === '57014' || code === '55P03' || code === 'CONNECT_TIMEOUT';
+}
+
+function deny(reason: DenyReason, detail: string): Deny {
+  return { allowed: false, reason, detail };
+}

@@ -1,0 +1,32 @@
+import postgres from 'postgres';
+import type { PolicyConfig } from '../config/schema.js';
+
+export interface OpenRegistryOptions {
+  /** Server NOTICE messages; silenced by default (postgres.js would print them to the console). */
+  onNotice?: (notice: postgres.Notice) => void;
+  /** Shown in pg_stat_activity, so operators can tell the gateway's sessions apart. */
+  applicationName?: string;
+}
+
+/**
+ * The gateway's connection pool to the registry. Limits come from `[policy]`: the server enforces the
+ * query timeout itself (statement_timeout), so a slow query stops using server resources when we give up.
+ */
+export function openRegistry(
+  databaseUrl: string,
+  policy: Pick<PolicyConfig, 'max_connections' | 'connect_timeout_ms' | 'query_timeout_ms'>,
+  opts?: OpenRegistryOptions,
+): postgres.Sql {
+  return postgres(databaseUrl, {
+    max: policy.max_connections,
+    // postgres.js counts whole seconds; rounding down could turn 500 ms into "no timeout" (0).
+    connect_timeout: Math.max(1, Math.ceil(policy.connect_timeout_ms / 1000)),
+    connection: {
+      statement_timeout: policy.query_timeout_ms,
+      application_name: opts?.applicationName ?? 'agent-gateway',
+    },
+    onnotice: opts?.onNotice ?? (() => {}),
+    // The per-CONNECT lookup is one statement: parse and plan it once per connection.
+    prepare: true,
+  });
+}

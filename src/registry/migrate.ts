@@ -1,0 +1,145 @@
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type postgres from 'postgres';
+
+/** The registry schema version this build of the gateway reads (the newest file in `migrations/`). */
+export const SCHEMA_VERSION = 1;
+
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+}
+
+export interface MigrationFile {
+  readonly version: number;
+  readonly name: string;
+  readonly path: string;
+}
+
+export interface MigrateResult {
+  /** Version found before migrating (0 for an empty database). */
+  readonly from: number;
+  /** Version after migrating. */
+  readonly to: number;
+  /** File names applied by this call, in order (empty when already current). */
+  readonly applied: string[];
+}
+
+/**
+ * Arbitrary but fixed: every migrator (ours, on any host) takes the same transaction-scoped advisory lock,
+ * so two concurrent `migrate` runs apply each file once instead of racing on CREATE TABLE.
+ */
+const MIGRATION_LOCK_KEY = 0x6167_6d31; // "agm1"
+
+const FILE_NAME = /^(\d{4})_[A-Za-z0-9_-]+\.sql$/;
+
+/**
+ * Applies `migrations/NNNN_*.sql` in order, each file in its own transaction. Idempotent: a database that
+ * is already current gets no statements but the version read. A database newer than the newest file is
+ * refused, because an old binary must not guess at a schema it does not know.
+ */
+export async function migrate(sql: postgres.Sql, opts?: { migrationsDir?: string }): Promise<MigrateResult> {
+  const files = await listMigrations(opts?.migrationsDir ?? defaultMigrationsDir());
+  const newest = files.at(-1)?.version ?? 0;
+  const from = await readVersion(sql);
+  if (from > newest) throw tooNew(from, newest);
+
+  const applied: string[] = [];
+  for (const file of files) {
+    if (file.version <= from) continue;
+    const text = await readFile(file.path, 'utf8');
+    const didApply = await sql.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY}::bigint)`;
+      // Re-read under the lock: another migrator may have applied this file while we waited.
+      const current = await readVersion(tx);
+      if (current > newest) throw tooNew(current, newest);
+      if (current >= file.version) return false;
+      // Simple protocol: a migration file holds many statements and no parameters.
+      await tx.unsafe(text).simple();
+      const after = await readVersion(tx);
+      if (after !== file.version) {
+        throw new MigrationError(
+          `migration ${file.name} left the schema at version ${after}, expected ${file.version}: ` +
+            `each file must INSERT its own version into agent_gateway_schema_version (rolled back)`,
+        );
+      }
+      return true;
+    });
+    if (didApply) applied.push(file.name);
+  }
+  return { from, to: Math.max(from, await readVersion(sql)), applied };
+}
+
+/** Current schema version: 0 when the version table does not exist yet. */
+export async function readVersion(sql: postgres.ISql): Promise<number> {
+  if (!(await versionTableExists(sql))) return 0;
+  const [row] = await sql<
+    { version: number | null }[]
+  >`SELECT max(version) AS version FROM agent_gateway_schema_version`;
+  return row?.version ?? 0;
+}
+
+/**
+ * Whether agent_gateway_schema_version exists on the search_path. Reads pg_class with the statement's
+ * snapshot rather than calling to_regclass(): to_regclass takes no lock, so it may answer from a stale
+ * catalog cache and miss a table another migrator committed while we waited for the advisory lock.
+ */
+export async function versionTableExists(sql: postgres.ISql): Promise<boolean> {
+  const [row] = await sql<{ present: boolean }[]>`
+    SELECT EXISTS (
+      SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = 'agent_gateway_schema_version' AND n.nspname = ANY (current_schemas(false))
+    ) AS present`;
+  return row?.present === true;
+}
+
+/** Migration files in version order; refuses gaps and duplicates (a broken install, not a database state). */
+export async function listMigrations(dir: string): Promise<MigrationFile[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    throw new MigrationError(
+      `cannot read migrations directory ${dir}: ${(err as Error).message} (is the package installed completely?)`,
+    );
+  }
+  const files: MigrationFile[] = [];
+  for (const name of names.sort()) {
+    const m = FILE_NAME.exec(name);
+    if (m?.[1] === undefined) continue;
+    files.push({ version: Number(m[1]), name, path: join(dir, name) });
+  }
+  files.forEach((f, i) => {
+    if (f.version !== i + 1) {
+      throw new MigrationError(
+        `migrations in ${dir} must be numbered 0001, 0002, … without gaps or duplicates; found ${f.name} at position ${i + 1}`,
+      );
+    }
+  });
+  return files;
+}
+
+/**
+ * `<package root>/migrations`, found by walking up from this module to the directory holding package.json,
+ * so it works from `src/registry` (tsx) and from `dist/registry` (built) alike.
+ */
+export function defaultMigrationsDir(): string {
+  const start = dirname(fileURLToPath(import.meta.url));
+  let dir = start;
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return join(dir, 'migrations');
+    const parent = dirname(dir);
+    if (parent === dir) {
+      throw new MigrationError(`no package.json above ${start}: cannot locate the migrations directory`);
+    }
+    dir = parent;
+  }
+}
+
+function tooNew(found: number, newest: number): MigrationError {
+  return new MigrationError(
+    `registry schema is version ${found}, newer than this agent-gateway knows (${newest}): ` +
+      `upgrade agent-gateway instead of migrating this database`,
+  );
+}

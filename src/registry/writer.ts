@@ -1,0 +1,532 @@
+import { createPublicKey, verify } from 'node:crypto';
+import type postgres from 'postgres';
+import { normalizeDestination } from '../destination/normalize.js';
+import { canonicalPermissionBytes, canonicalTimestampSql } from './canonical.js';
+
+/**
+ * Admin-side writes to the registry (tests now, the operator CLI later). The gateway itself never writes.
+ *
+ * Timestamps are resolved by PostgreSQL and read back in canonical text before anything is signed, so the
+ * signed bytes are exactly what the row stores (a JS Date would drop microseconds).
+ */
+
+/**
+ * A point in time: any timestamptz literal PostgreSQL accepts (canonical `YYYY-MM-DDTHH:MM:SS.ffffffZ`
+ * preferred), or an interval relative to the database clock, e.g. `{ fromNow: '-2 days' }`.
+ */
+export type TimeInput = string | { readonly fromNow: string };
+
+export class RegistryWriteError extends Error {
+  override name = 'RegistryWriteError';
+}
+
+export const SIGNING_ALGORITHM = 'ecdsa_p256_sha256';
+
+const DEFAULT_KEY_LIFETIME = '365 days';
+const DEFAULT_PERMISSION_LIFETIME = '30 days';
+
+export interface SigningKeyInput {
+  keyId: string;
+  publicKeySpkiDer: Uint8Array;
+  /** Default: the database's now(). */
+  notBefore?: TimeInput;
+  /** Default: notBefore + 365 days. */
+  notAfter?: TimeInput;
+}
+
+export interface StoredWindow {
+  notBefore: string;
+  notAfter: string;
+}
+
+export async function insertSigningKey(sql: postgres.Sql, input: SigningKeyInput): Promise<StoredWindow> {
+  requireText('keyId', input.keyId);
+  const spki = Buffer.from(input.publicKeySpkiDer);
+  assertP256Spki(spki, `signing key ${input.keyId}`);
+  return sql.begin(async (tx) => {
+    const w = await resolveWindow(tx, input.notBefore, input.notAfter, DEFAULT_KEY_LIFETIME);
+    // ::text::timestamptz keeps microseconds (see WINDOW_SQL).
+    await tx`
+      INSERT INTO principal_signing_keys (key_id, algorithm, public_key_spki_der, not_before, not_after)
+      VALUES (${input.keyId}, ${SIGNING_ALGORITHM}, ${spki}, ${w.notBefore}::text::timestamptz, ${w.notAfter}::text::timestamptz)`;
+    return w;
+  });
+}
+
+export interface ScopeInput {
+  signingKeyId: string;
+  /** Normalized before storing (`api.example.com` becomes `api.example.com:443`). */
+  destination: string;
+  notBefore?: TimeInput;
+  notAfter?: TimeInput;
+}
+
+/** Delegation scope: lets `signingKeyId` grant `destination`. Returns the new row's id. */
+export async function insertScope(
+  sql: postgres.Sql,
+  input: ScopeInput,
+): Promise<StoredWindow & { id: string; destination: string }> {
+  requireText('signingKeyId', input.signingKeyId);
+  const destination = normalizeDestination(input.destination);
+  return sql.begin(async (tx) => {
+    const w = await resolveWindow(tx, input.notBefore, input.notAfter, DEFAULT_KEY_LIFETIME);
+    const [row] = await tx<{ id: string }[]>`
+      INSERT INTO principal_key_permissions (signing_key_id, destination, not_before, not_after)
+      VALUES (${input.signingKeyId}, ${destination}, ${w.notBefore}::text::timestamptz, ${w.notAfter}::text::timestamptz)
+      RETURNING id::text AS id`;
+    if (row === undefined) throw new RegistryWriteError('INSERT … RETURNING returned no row');
+    return { ...w, id: row.id, destination };
+  });
+}
+
+export interface SignedPermissionInput {
+  permissionId: string;
+  signingKeyId: string;
+  subjectIdentity: string;
+  subjectSpkiDer: Uint8Array;
+  /** Normalized before signing and storing. */
+  destination: string;
+  /** Default: the database's now(). */
+  notBefore?: TimeInput;
+  /** Default: notBefore + 30 days. */
+  notAfter?: TimeInput;
+  /** With notAfter absent: the window's length after notBefore, a PostgreSQL interval. Default '30 days'. */
+  lifetime?: string;
+  /**
+   * Refuse, inside the insert's transaction, a row the gateway would deny whatever the time: a signer that
+   * is revoked or expired, a window already over, or no unrevoked delegation scope covering the whole window.
+   * The operator CLI sets it; tests that need deniable rows leave it off.
+   */
+  enforceSignerAndScope?: boolean;
+  /** Signs the canonical bytes with the signing key's private key; returns a DER ECDSA signature. */
+  sign: (bytes: Buffer) => Buffer | Promise<Buffer>;
+}
+
+export interface StoredPermission extends StoredWindow {
+  permissionId: string;
+  destination: string;
+  signedBytes: Buffer;
+  signature: Buffer;
+  /** Things the operator should know that do not stop the grant (e.g. the signer expires first). */
+  notes: string[];
+}
+
+/**
+ * Signs and stores one permission row. The signature is checked against the signing key's stored public
+ * key before the insert, so a wrong private key fails here rather than as a deny at CONNECT time.
+ */
+export async function insertSignedPermission(
+  sql: postgres.Sql,
+  input: SignedPermissionInput,
+): Promise<StoredPermission> {
+  requireText('permissionId', input.permissionId);
+  requireText('signingKeyId', input.signingKeyId);
+  requireText('subjectIdentity', input.subjectIdentity);
+  const destination = normalizeDestination(input.destination);
+  const subjectSpki = Buffer.from(input.subjectSpkiDer);
+  if (subjectSpki.length === 0) throw new RegistryWriteError('subjectSpkiDer is empty');
+
+  return sql.begin(async (tx) => {
+    const w = await resolveWindow(
+      tx,
+      input.notBefore,
+      input.notAfter,
+      input.lifetime ?? DEFAULT_PERMISSION_LIFETIME,
+    );
+    // FOR SHARE: a concurrent revocation of the key waits until this grant is committed or rolled back.
+    const key = await signingKeyState(tx, input.signingKeyId, 'SHARE');
+    const notes = input.enforceSignerAndScope
+      ? await enforceSignerAndScope(tx, input.signingKeyId, destination, w, key)
+      : [];
+    const signedBytes = canonicalPermissionBytes({
+      permissionId: input.permissionId,
+      signingKeyId: input.signingKeyId,
+      subjectIdentity: input.subjectIdentity,
+      subjectSpkiDer: subjectSpki,
+      destination,
+      notBefore: w.notBefore,
+      notAfter: w.notAfter,
+    });
+    const signature = Buffer.from(await input.sign(signedBytes));
+    const publicKey = assertP256Spki(key.spki, `signing key ${input.signingKeyId}`);
+    if (!verify('sha256', signedBytes, publicKey, signature)) {
+      throw new RegistryWriteError(
+        `signature for permission ${JSON.stringify(input.permissionId)} does not verify with the public key ` +
+          `of signing key ${JSON.stringify(input.signingKeyId)}: sign with that key's private key (DER ECDSA P-256/SHA-256)`,
+      );
+    }
+    await tx`
+      INSERT INTO permission_registry (permission_id, signing_key_id, subject_identity,
+        subject_public_key_spki_der, destination, not_before, not_after, signature)
+      VALUES (${input.permissionId}, ${input.signingKeyId}, ${input.subjectIdentity}, ${subjectSpki},
+        ${destination}, ${w.notBefore}::text::timestamptz, ${w.notAfter}::text::timestamptz, ${signature})`;
+    return { ...w, permissionId: input.permissionId, destination, signedBytes, signature, notes };
+  });
+}
+
+/** Revocations take effect on the next CONNECT (the gateway caches no decisions). */
+export async function revokePermission(sql: postgres.Sql, permissionId: string): Promise<boolean> {
+  const rows = await sql`
+    UPDATE permission_registry SET revoked_at = now(), updated_at = now()
+    WHERE permission_id = ${permissionId} AND revoked_at IS NULL`;
+  return rows.count > 0;
+}
+
+export async function revokeSigningKey(sql: postgres.Sql, keyId: string): Promise<boolean> {
+  const rows = await sql`
+    UPDATE principal_signing_keys SET revoked_at = now(), updated_at = now()
+    WHERE key_id = ${keyId} AND revoked_at IS NULL`;
+  return rows.count > 0;
+}
+
+export async function revokeScope(sql: postgres.Sql, scopeId: string): Promise<boolean> {
+  const rows = await sql`
+    UPDATE principal_key_permissions SET revoked_at = now(), updated_at = now()
+    WHERE id = ${scopeId}::bigint AND revoked_at IS NULL`;
+  return rows.count > 0;
+}
+
+/** The result of {@link registerSigningKey}. */
+export interface RegisteredKey extends StoredWindow {
+  action: 'inserted' | 'replaced';
+  /** --replace with a different public key: rows signed before no longer verify. */
+  keyChanged: boolean;
+  /** Permission rows signed under this key id before the change (0 for a new key). */
+  permissionsSigned: number;
+}
+
+/**
+ * Registers a principal's public key under `keyId`, or with `replace` changes the key and window of an
+ * existing id. A revoked key id is never brought back: revocation is final for an id, so an operator
+ * re-running a script cannot undo it by accident; a new key needs a new id.
+ */
+export async function registerSigningKey(
+  sql: postgres.Sql,
+  input: SigningKeyInput & { replace?: boolean; lifetime?: string },
+): Promise<RegisteredKey> {
+  requireText('keyId', input.keyId);
+  const spki = Buffer.from(input.publicKeySpkiDer);
+  assertP256Spki(spki, `signing key ${input.keyId}`);
+  const name = JSON.stringify(input.keyId);
+  return sql.begin(async (tx) => {
+    const [existing] = await tx.unsafe<{ spki: Buffer; revoked_at: string | null }[]>(
+      `SELECT public_key_spki_der AS spki, ${canonicalTimestampSql('revoked_at')} AS revoked_at
+       FROM principal_signing_keys WHERE key_id = $1 FOR UPDATE`,
+      [input.keyId],
+    );
+    const [other] = await tx<{ key_id: string }[]>`
+      SELECT key_id FROM principal_signing_keys
+      WHERE public_key_spki_der = ${spki} AND key_id <> ${input.keyId}`;
+    if (other !== undefined) {
+      throw new RegistryWriteError(
+        `this public key is already registered as key id ${JSON.stringify(other.key_id)}: ` +
+          'each key has exactly one key id; use that id or create a new key',
+      );
+    }
+    if (existing !== undefined && input.replace !== true) {
+      throw new RegistryWriteError(
+        `key id ${name} is already registered: pass --replace to change its public key or validity window`,
+      );
+    }
+    if (existing === undefined && input.replace === true) {
+      throw new RegistryWriteError(`there is no key id ${name} to replace: drop --replace to register it`);
+    }
+    if (existing?.revoked_at != null) {
+      throw new RegistryWriteError(
+        `key id ${name} was revoked at ${existing.revoked_at} and stays revoked: ` +
+          'register the new key under a new key id',
+      );
+    }
+    const w = await resolveWindow(
+      tx,
+      input.notBefore,
+      input.notAfter,
+      input.lifetime ?? DEFAULT_KEY_LIFETIME,
+    );
+    if (existing === undefined) {
+      await tx`
+        INSERT INTO principal_signing_keys (key_id, algorithm, public_key_spki_der, not_before, not_after)
+        VALUES (${input.keyId}, ${SIGNING_ALGORITHM}, ${spki}, ${w.notBefore}::text::timestamptz, ${w.notAfter}::text::timestamptz)`;
+      return { ...w, action: 'inserted', keyChanged: false, permissionsSigned: 0 };
+    }
+    await tx`
+      UPDATE principal_signing_keys
+      SET public_key_spki_der = ${spki}, not_before = ${w.notBefore}::text::timestamptz,
+        not_after = ${w.notAfter}::text::timestamptz, updated_at = now()
+      WHERE key_id = ${input.keyId}`;
+    const [count] = await tx<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM permission_registry WHERE signing_key_id = ${input.keyId}`;
+    return {
+      ...w,
+      action: 'replaced',
+      keyChanged: !existing.spki.equals(spki),
+      permissionsSigned: count?.n ?? 0,
+    };
+  });
+}
+
+/** The result of {@link grantScope}: which row now covers the requested window, and how it got there. */
+export interface ScopeGrant extends StoredWindow {
+  id: string;
+  destination: string;
+  /** inserted: a new row; extended: an existing row's window grew to include the request; unchanged: already covered. */
+  action: 'inserted' | 'extended' | 'unchanged';
+}
+
+/**
+ * Grants `signingKeyId` the right to delegate `destination` for a window, without ever shortening what is
+ * already granted: permissions already issued stay covered. An unrevoked scope row for the same key and
+ * destination whose window overlaps or touches the new one is extended to the union of them all (so a
+ * permission spanning the old and the new window is covered by one row, as the gateway requires);
+ * otherwise a new row is inserted (a gap between two windows is not granted). Revoked rows are never
+ * touched: re-granting after a revocation inserts a new row.
+ */
+export async function grantScope(
+  sql: postgres.Sql,
+  input: ScopeInput & { lifetime?: string },
+): Promise<ScopeGrant> {
+  requireText('signingKeyId', input.signingKeyId);
+  const destination = normalizeDestination(input.destination);
+  return sql.begin(async (tx) => {
+    // FOR UPDATE on the key serializes scope grants per key, so two merges cannot interleave.
+    const key = await signingKeyState(tx, input.signingKeyId, 'UPDATE');
+    const name = JSON.stringify(input.signingKeyId);
+    if (key.revoked_at !== null) {
+      throw new RegistryWriteError(
+        `signing key ${name} was revoked at ${key.revoked_at}: it cannot be granted scope`,
+      );
+    }
+    if (key.expired) {
+      throw new RegistryWriteError(
+        `signing key ${name} expired at ${key.not_after}: extend it first (principal register --replace)`,
+      );
+    }
+    const w = await resolveWindow(
+      tx,
+      input.notBefore,
+      input.notAfter,
+      input.lifetime ?? DEFAULT_KEY_LIFETIME,
+    );
+    const params = [input.signingKeyId, destination, w.notBefore, w.notAfter];
+    const touching = `signing_key_id = $1 AND destination = $2 AND revoked_at IS NULL
+      AND not_before <= $4::text::timestamptz AND $3::text::timestamptz <= not_after`;
+    const rows = await tx.unsafe<{ id: string }[]>(
+      `SELECT id::text AS id FROM principal_key_permissions WHERE ${touching} ORDER BY id FOR UPDATE`,
+      params,
+    );
+    const target = rows[0]?.id;
+    if (target === undefined) {
+      const inserted = await insertScopeRow(tx, input.signingKeyId, destination, w);
+      return { ...w, id: inserted, destination, action: 'inserted' };
+    }
+    const [merged] = await tx.unsafe<{ nb: string; na: string; changed: boolean }[]>(
+      `WITH u AS (
+         SELECT least(min(not_before), $3::text::timestamptz) AS nb,
+                greatest(max(not_after), $4::text::timestamptz) AS na
+         FROM principal_key_permissions WHERE ${touching}
+       ), t AS (SELECT not_before, not_after FROM principal_key_permissions WHERE id = $5::bigint),
+       upd AS (
+         UPDATE principal_key_permissions p SET not_before = u.nb, not_after = u.na, updated_at = now()
+         FROM u, t WHERE p.id = $5::bigint AND (t.not_before, t.not_after) IS DISTINCT FROM (u.nb, u.na)
+         RETURNING p.id
+       )
+       SELECT ${canonicalTimestampSql('u.nb')} AS nb, ${canonicalTimestampSql('u.na')} AS na,
+         EXISTS (SELECT 1 FROM upd) AS changed
+       FROM u`,
+      [...params, target],
+    );
+    if (merged === undefined) throw new RegistryWriteError('scope merge returned no row');
+    return {
+      notBefore: merged.nb,
+      notAfter: merged.na,
+      id: target,
+      destination,
+      action: merged.changed ? 'extended' : 'unchanged',
+    };
+  });
+}
+
+/** Revokes every unrevoked scope row of `signingKeyId` for `destination`; returns their ids. */
+export async function revokeScopesFor(
+  sql: postgres.Sql,
+  signingKeyId: string,
+  destination: string,
+): Promise<string[]> {
+  const normalized = normalizeDestination(destination);
+  const rows = await sql<{ id: string }[]>`
+    UPDATE principal_key_permissions SET revoked_at = now(), updated_at = now()
+    WHERE signing_key_id = ${signingKeyId} AND destination = ${normalized} AND revoked_at IS NULL
+    RETURNING id::text AS id`;
+  return rows.map((r) => r.id).sort((a, b) => Number(a) - Number(b));
+}
+
+async function insertScopeRow(
+  tx: postgres.TransactionSql,
+  signingKeyId: string,
+  destination: string,
+  w: StoredWindow,
+): Promise<string> {
+  const [row] = await tx<{ id: string }[]>`
+    INSERT INTO principal_key_permissions (signing_key_id, destination, not_before, not_after)
+    VALUES (${signingKeyId}, ${destination}, ${w.notBefore}::text::timestamptz, ${w.notAfter}::text::timestamptz)
+    RETURNING id::text AS id`;
+  if (row === undefined) throw new RegistryWriteError('INSERT … RETURNING returned no row');
+  return row.id;
+}
+
+interface KeyState {
+  spki: Buffer;
+  revoked_at: string | null;
+  not_after: string;
+  expired: boolean;
+}
+
+/** The signing key row, locked (SHARE: no revocation until we commit; UPDATE: also one writer at a time). */
+async function signingKeyState(
+  tx: postgres.TransactionSql,
+  keyId: string,
+  lock: 'SHARE' | 'UPDATE',
+): Promise<KeyState> {
+  const [key] = await tx.unsafe<KeyState[]>(
+    `SELECT public_key_spki_der AS spki, ${canonicalTimestampSql('revoked_at')} AS revoked_at,
+       ${canonicalTimestampSql('not_after')} AS not_after, (now() >= not_after) AS expired
+     FROM principal_signing_keys WHERE key_id = $1 FOR ${lock}`,
+    [keyId],
+  );
+  if (key === undefined) {
+    throw new RegistryWriteError(
+      `signing key ${JSON.stringify(keyId)} is not registered: register it first (principal register)`,
+    );
+  }
+  return key;
+}
+
+/**
+ * The gateway's signer and scope rules, checked in the grant's own transaction with the rows locked, so a
+ * grant cannot slip between a revocation and its commit. Returns notes for what only matters later.
+ */
+async function enforceSignerAndScope(
+  tx: postgres.TransactionSql,
+  keyId: string,
+  destination: string,
+  w: StoredWindow,
+  key: KeyState,
+): Promise<string[]> {
+  const name = JSON.stringify(keyId);
+  const window = `[${w.notBefore}, ${w.notAfter})`;
+  if (key.revoked_at !== null) {
+    throw new RegistryWriteError(
+      `signing key ${name} was revoked at ${key.revoked_at}: the gateway denies whatever it signs; sign with another key`,
+    );
+  }
+  if (key.expired) {
+    throw new RegistryWriteError(
+      `signing key ${name} expired at ${key.not_after}: the gateway denies whatever it signs; ` +
+        'extend it (principal register --replace) or use another key',
+    );
+  }
+  const [timing] = await tx.unsafe<{ over: boolean; signer_first: boolean }[]>(
+    `SELECT ($1::text::timestamptz <= now()) AS over, ($2::text::timestamptz < $1::text::timestamptz) AS signer_first`,
+    [w.notAfter, key.not_after],
+  );
+  if (timing?.over === true) {
+    throw new RegistryWriteError(`the permission window ${window} is already over: give a later not_after`);
+  }
+  const scopes = await tx.unsafe<{ id: string; nb: string; na: string; covers: boolean }[]>(
+    `SELECT id::text AS id, ${canonicalTimestampSql('not_before')} AS nb, ${canonicalTimestampSql('not_after')} AS na,
+       (not_before <= $3::text::timestamptz AND $4::text::timestamptz <= not_after) AS covers
+     FROM principal_key_permissions
+     WHERE signing_key_id = $1 AND destination = $2 AND revoked_at IS NULL
+     ORDER BY id FOR SHARE`,
+    [keyId, destination, w.notBefore, w.notAfter],
+  );
+  if (scopes.length === 0) {
+    throw new RegistryWriteError(
+      `signing key ${name} holds no delegation scope for ${destination}: grant it first ` +
+        `(scope grant --key-id ${keyId} --destination ${destination})`,
+    );
+  }
+  if (!scopes.some((s) => s.covers)) {
+    const held = scopes.map((s) => `#${s.id} [${s.nb}, ${s.na})`).join(', ');
+    throw new RegistryWriteError(
+      `no delegation scope of signing key ${name} for ${destination} covers the whole permission window ` +
+        `${window} (scopes: ${held}): shorten the permission or extend the scope (scope grant)`,
+    );
+  }
+  return timing?.signer_first === true
+    ? [
+        `signing key ${name} expires at ${key.not_after}, before this permission ends: ` +
+          'the gateway denies it from then on unless the key is extended',
+      ]
+    : [];
+}
+
+/**
+ * Resolves both ends of a window on the database clock and renders them canonically. Years outside
+ * 1–9999 are refused: the canonical form has four year digits and no era, so they cannot be signed.
+ */
+async function resolveWindow(
+  tx: postgres.TransactionSql,
+  notBefore: TimeInput | undefined,
+  notAfter: TimeInput | undefined,
+  defaultLifetime: string,
+): Promise<StoredWindow> {
+  const nb = timeParts(notBefore);
+  const na = timeParts(notAfter);
+  const [row] = await tx.unsafe<{ nb: string | null; na: string | null; ok: boolean | null }[]>(WINDOW_SQL, [
+    nb.at,
+    nb.offset,
+    na.at,
+    na.offset,
+    defaultLifetime,
+  ]);
+  if (row === undefined || row.nb === null || row.na === null || row.ok !== true) {
+    throw new RegistryWriteError(
+      `validity window [${row?.nb ?? String(notBefore)}, ${row?.na ?? String(notAfter)}) is empty, ` +
+        `infinite or outside years 1-9999: not_before must be earlier than not_after`,
+    );
+  }
+  return { notBefore: row.nb, notAfter: row.na };
+}
+
+// $1/$2: not_before as a literal or an offset from now(); $3/$4 the same for not_after; $5 default lifetime.
+// Parameters are typed text and cast in SQL: postgres.js would send a timestamptz-typed parameter through
+// a JS Date, silently dropping the microseconds that the signature covers.
+const WINDOW_SQL = `
+  WITH t AS (
+    SELECT coalesce($1::text::timestamptz, now() + coalesce($2::text::interval, interval '0')) AS nb
+  ), u AS (
+    SELECT nb, coalesce($3::text::timestamptz, now() + $4::text::interval, nb + $5::text::interval) AS na FROM t
+  )
+  SELECT ${canonicalTimestampSql('nb')} AS nb, ${canonicalTimestampSql('na')} AS na,
+    (nb >= '0001-01-01T00:00:00Z' AND na < '10000-01-01T00:00:00Z' AND nb < na) AS ok
+  FROM u`;
+
+function timeParts(t: TimeInput | undefined): { at: string | null; offset: string | null } {
+  if (t === undefined) return { at: null, offset: null };
+  if (typeof t === 'string') return { at: t, offset: null };
+  return { at: null, offset: t.fromNow };
+}
+
+function requireText(name: string, value: string): void {
+  if (typeof value !== 'string' || value === '')
+    throw new RegistryWriteError(`${name} must be a non-empty string`);
+  if (value.includes('\0')) throw new RegistryWriteError(`${name} contains a NUL character`);
+}
+
+function assertP256Spki(spki: Buffer, what: string) {
+  let key: ReturnType<typeof createPublicKey>;
+  try {
+    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  } catch (err) {
+    throw new RegistryWriteError(
+      `${what}: public key is not a DER SubjectPublicKeyInfo (${(err as Error).message})`,
+    );
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new RegistryWriteError(
+      `${what}: public key must be ECDSA P-256 (prime256v1) for ${SIGNING_ALGORITHM}`,
+    );
+  }
+  return key;
+}
