@@ -1,0 +1,180 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { ConfigError } from '../config/errors.js';
+import { describeFsError } from '../config/load.js';
+import { createLogger, flushLogger } from '../observability/logger.js';
+import { loadAgentCredentials } from './agent-credentials.js';
+import {
+  DEFAULT_SIDECAR_LISTEN,
+  isLoopbackHost,
+  resolveSidecarConfig,
+  type SidecarConfig,
+} from './config.js';
+import { SidecarEvent } from './events.js';
+import { startSidecar } from './sidecar.js';
+
+/** Command-line flags, as commander names them. */
+export interface SidecarFlags {
+  readonly config?: string;
+  readonly gateway?: string;
+  readonly gatewayCa?: string;
+  readonly gatewayServerName?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly keyPassphraseEnv?: string;
+  readonly clientExtOid?: string;
+  readonly listen?: string;
+  readonly allowNonLoopback?: boolean;
+  readonly unixSocket?: string;
+  readonly unixSocketMode?: string;
+  readonly proxyAuthEnv?: string;
+  readonly logLevel?: string;
+  readonly shutdownGraceS?: string;
+}
+
+/** Adds `agent-gateway sidecar` to the CLI. */
+export function registerSidecarCommand(program: Command): void {
+  program
+    .command('sidecar')
+    .description(
+      "run next to an agent: a local HTTP proxy (HTTPS_PROXY/HTTP_PROXY) that carries the agent's tunnels " +
+        'over one mTLS HTTP/2 connection to the gateway, holding the agent key itself',
+    )
+    .option(
+      '-c, --config <file>',
+      'sidecar configuration file (TOML with a [sidecar] table); flags override it',
+    )
+    .option('--gateway <host:port>', 'the gateway TLS address (sidecar.gateway_addr)')
+    .option(
+      '--gateway-ca <file>',
+      "PEM CA certificate that signs the gateway's certificate (sidecar.gateway_ca_path)",
+    )
+    .option(
+      '--gateway-server-name <name>',
+      "name to verify in the gateway's certificate (default: gateway host)",
+    )
+    .option('--cert <file>', 'agent certificate, PEM (sidecar.cert_path)')
+    .option('--key <file>', 'agent private key, PEM (sidecar.key_path)')
+    .option('--key-passphrase-env <VAR>', 'environment variable holding the passphrase of an encrypted key')
+    .option(
+      '--client-ext-oid <oid>',
+      'identity extension OID to check the certificate for (default 1.3.6.1.4.1.57264.1.1)',
+    )
+    .option('--listen <host:port>', `local proxy address (default ${DEFAULT_SIDECAR_LISTEN}; loopback only)`)
+    .option('--allow-non-loopback', 'allow a --listen address that other hosts can reach')
+    .option('--unix-socket <path>', 'also (or, without --listen, only) listen on this Unix socket')
+    .option('--unix-socket-mode <octal>', 'permissions of the Unix socket file (default 600)')
+    .option(
+      '--proxy-auth-env <VAR>',
+      'environment variable holding user:password that local clients must send',
+    )
+    .option('--log-level <level>', 'trace, debug, info, warn, error or fatal (default info)')
+    .option('--shutdown-grace-s <seconds>', 'on SIGTERM, how long open tunnels may finish (default 10)')
+    // Exit explicitly once drained and logs are flushed: a local client that never closes its side of a
+    // refused connection must not keep the process alive after shutdown.
+    .action(async (flags: SidecarFlags) => process.exit(await runSidecar(flags)));
+}
+
+/**
+ * Loads and checks the configuration and the agent's TLS files (exit 2 on a problem), starts the
+ * listeners (exit 1 if they cannot bind), and on SIGINT/SIGTERM drains and exits 0.
+ */
+export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let config: SidecarConfig;
+  let credentials: Awaited<ReturnType<typeof loadAgentCredentials>>;
+  const source = flags.config ?? 'none, command-line flags only';
+  try {
+    config = resolveSidecarConfig({
+      fileDocument: flags.config === undefined ? undefined : await readToml(flags.config),
+      source,
+      overrides: overridesFrom(flags),
+      env,
+    });
+    credentials = await loadAgentCredentials(config, source);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`agent-gateway sidecar: ${error.message}\n`);
+    return 2;
+  }
+  const logger = createLogger(config.logLevel).child({ component: 'sidecar' });
+  for (const warning of credentials.warnings) {
+    logger.warn({ warning }, SidecarEvent.identityMissing);
+    process.stderr.write(`agent-gateway sidecar: warning: ${warning}\n`);
+  }
+  if (
+    config.listen !== undefined &&
+    config.proxyCredential === undefined &&
+    !isLoopbackHost(config.listen.host)
+  ) {
+    logger.warn(
+      { listen_addr: `${config.listen.host}:${config.listen.port}`, proxy_auth: false },
+      SidecarEvent.nonLoopbackListen,
+    );
+  }
+  let sidecar: Awaited<ReturnType<typeof startSidecar>>;
+  try {
+    sidecar = await startSidecar(config, credentials, logger);
+  } catch (error) {
+    logger.fatal({ error: (error as Error).message }, SidecarEvent.startupFailed);
+    await flushLogger(logger);
+    process.stderr.write(`agent-gateway sidecar: cannot start: ${(error as Error).message}\n`);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, SidecarEvent.signalReceived);
+      void sidecar
+        .shutdown(config.shutdownGraceMs)
+        .then(() => flushLogger(logger))
+        .then(() => resolve(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
+function overridesFrom(flags: SidecarFlags): Record<string, unknown> {
+  return {
+    gateway_addr: flags.gateway,
+    gateway_ca_path: flags.gatewayCa,
+    gateway_server_name: flags.gatewayServerName,
+    cert_path: flags.cert,
+    key_path: flags.key,
+    key_passphrase_env: flags.keyPassphraseEnv,
+    client_ext_oid: flags.clientExtOid,
+    listen_addr: flags.listen,
+    allow_non_loopback: flags.allowNonLoopback,
+    unix_socket_path: flags.unixSocket,
+    unix_socket_mode: flags.unixSocketMode,
+    proxy_auth_env: flags.proxyAuthEnv,
+    log_level: flags.logLevel,
+    // Numbers arrive as text; a non-number stays text so the schema can say what is wrong with it.
+    shutdown_grace_s: /^[0-9]+$/.test(flags.shutdownGraceS ?? '')
+      ? Number(flags.shutdownGraceS)
+      : flags.shutdownGraceS,
+  };
+}
+
+async function readToml(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(
+      [`cannot read the config file ${JSON.stringify(path)}: ${describeFsError(error)}`],
+      path,
+    );
+  }
+  try {
+    return parseToml(text);
+  } catch (error) {
+    if (!(error instanceof TomlError)) throw error;
+    // Only the first line: smol-toml quotes the surrounding text, which could hold a secret.
+    const reason = (error.message.split('\n')[0] ?? '').replace(/^Invalid TOML document:\s*/, '');
+    throw new ConfigError(
+      [`TOML syntax error at line ${error.line}, column ${error.column}: ${reason}`],
+      path,
+    );
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * The names in the sidecar's log lines (`msg`). Kept apart from the gateway's events.ts so that both
+ * can change without stepping on each other; field names shared with the gateway (source_identity,
+ * dest_authority, bytes_*) are spelled the same so one log query covers both ends of a tunnel.
+ */
+export const SidecarEvent = {
+  listening: 'listening',
+  identityMissing: 'agent certificate has no identity extension',
+  nonLoopbackListen: 'listening on a non-loopback address',
+  gatewayConnected: 'gateway connected',
+  gatewayConnectFailed: 'gateway connect failed',
+  gatewayDisconnected: 'gateway disconnected',
+  keepaliveTimeout: 'gateway keepalive timeout',
+  connectRetried: 'CONNECT retried on a fresh gateway connection',
+  tunnelOpened: 'tunnel opened',
+  tunnelRefused: 'tunnel refused',
+  tunnelClosed: 'tunnel closed',
+  proxyAuthRequired: 'proxy authentication required',
+  badRequest: 'bad request',
+  httpForwardFailed: 'HTTP forward failed',
+  signalReceived: 'signal received',
+  shutdownStarted: 'shutdown started',
+  shutdownComplete: 'shutdown complete',
+  startupFailed: 'startup failed',
+} as const;
+
+export type SidecarEventName = (typeof SidecarEvent)[keyof typeof SidecarEvent];

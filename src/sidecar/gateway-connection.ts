@@ -1,0 +1,345 @@
+import {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  constants,
+  connect as h2connect,
+  type OutgoingHttpHeaders,
+} from 'node:http2';
+import { isIP } from 'node:net';
+import { checkServerIdentity, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import type { Destination } from '../destination/normalize.js';
+import type { Logger } from '../observability/logger.js';
+import { backoffDelayMs } from './backoff.js';
+import { SidecarEvent } from './events.js';
+import { describeGatewayError } from './gateway-errors.js';
+
+/**
+ * The one mTLS HTTP/2 connection to the gateway that carries every tunnel of this agent as a
+ * CONNECT stream. One connection means one handshake (and one identity check at the gateway) for
+ * all tunnels, and the agent key is used by this process only.
+ *
+ * Lifecycle: opened on the first CONNECT; kept alive with HTTP/2 PING (a silently dead path is
+ * noticed within keepalive interval + timeout, not at the next tunnel); forgotten when it breaks or
+ * the gateway sends GOAWAY (streams already on it continue); re-opened on demand, with exponential
+ * backoff between failed attempts so a down gateway is not hammered. Concurrent requests share one
+ * attempt.
+ */
+export interface GatewayConnectionOptions {
+  readonly gateway: Destination;
+  /** The name the server certificate must carry (also sent as SNI unless it is an IP). */
+  readonly serverName: string;
+  readonly ca: string;
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly connectTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly keepaliveTimeoutMs: number;
+  readonly reconnectMaxMs: number;
+  readonly logger: Logger;
+}
+
+export type TunnelRequestResult =
+  /** The gateway answered; `status` is its status, `stream` the CONNECT stream (the tunnel on 200). */
+  | { readonly kind: 'answered'; readonly status: number; readonly stream: ClientHttp2Stream }
+  /** No answer from the gateway; `status` is what the local client should get, `reason` why. */
+  | { readonly kind: 'failed'; readonly status: 502 | 504; readonly reason: string };
+
+type Attempt =
+  | TunnelRequestResult
+  /** The connection went away before the gateway could have acted on the stream: safe to retry. */
+  | { readonly kind: 'not-started'; readonly reason: string };
+
+// Per-stream and per-connection receive windows: Node's 64 KiB defaults halve a tunnel's throughput
+// (stack notes); 1 MiB per stream is also the most one paused tunnel can make us buffer.
+const STREAM_WINDOW_BYTES = 1 << 20;
+const CONNECTION_WINDOW_BYTES = 32 << 20;
+const FIRST_RETRY_DELAY_MS = 100;
+
+export class GatewayConnection {
+  private session: ClientHttp2Session | undefined;
+  private opening: Promise<ClientHttp2Session> | undefined;
+  private failures = 0;
+  private nextAttemptAt = 0;
+  private closing = false;
+  private wakeBackoff: (() => void) | undefined;
+  private readonly address: string;
+
+  constructor(private readonly options: GatewayConnectionOptions) {
+    this.address = options.gateway.authority;
+  }
+
+  /**
+   * Sends `CONNECT authority` with `headers` and waits for the gateway's answer. A CONNECT whose
+   * connection died before the gateway could act on it is retried once on a fresh connection;
+   * the client has sent no tunnel bytes yet, so the retry is invisible to it.
+   */
+  async request(authority: string, headers: OutgoingHttpHeaders): Promise<TunnelRequestResult> {
+    let firstReason: string | undefined;
+    for (;;) {
+      let session: ClientHttp2Session;
+      try {
+        session = await this.currentSession();
+      } catch (error) {
+        const reason = `cannot reach the agent-gateway at ${this.address}: ${describeGatewayError(error)}`;
+        return { kind: 'failed', status: 502, reason };
+      }
+      const attempt = await this.send(session, authority, headers);
+      if (attempt.kind !== 'not-started') return attempt;
+      this.forget(session);
+      if (firstReason !== undefined) {
+        return {
+          kind: 'failed',
+          status: 502,
+          reason:
+            `the connection to the agent-gateway at ${this.address} closed before it answered, twice ` +
+            `(${attempt.reason}); if this repeats, the gateway may be refusing the agent certificate ` +
+            "(look for 'client certificate refused' in its log)",
+        };
+      }
+      firstReason = attempt.reason;
+      this.options.logger.info(
+        { dest_authority: authority, reason: attempt.reason },
+        SidecarEvent.connectRetried,
+      );
+    }
+  }
+
+  /** Stop opening connections; let the current one finish its streams. */
+  close(): void {
+    this.closing = true;
+    this.wakeBackoff?.();
+    this.session?.close();
+  }
+
+  /** Drop the connection now (and every stream on it). */
+  destroy(): void {
+    this.close();
+    this.session?.destroy();
+  }
+
+  private currentSession(): Promise<ClientHttp2Session> {
+    const current = this.session;
+    if (current !== undefined && !current.closed && !current.destroyed) return Promise.resolve(current);
+    this.opening ??= this.openWithBackoff().finally(() => {
+      this.opening = undefined;
+    });
+    return this.opening;
+  }
+
+  private async openWithBackoff(): Promise<ClientHttp2Session> {
+    const wait = this.nextAttemptAt - Date.now();
+    if (wait > 0 && !this.closing) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        this.wakeBackoff = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeBackoff = undefined;
+    }
+    if (this.closing) throw new Error('the sidecar is shutting down');
+    try {
+      const session = await this.open();
+      this.failures = 0;
+      this.nextAttemptAt = 0;
+      this.session = session;
+      return session;
+    } catch (error) {
+      this.failures++;
+      const delay = backoffDelayMs(this.failures, {
+        initialMs: FIRST_RETRY_DELAY_MS,
+        maxMs: this.options.reconnectMaxMs,
+      });
+      this.nextAttemptAt = Date.now() + delay;
+      this.options.logger.warn(
+        {
+          gateway_addr: this.address,
+          error: describeGatewayError(error),
+          consecutive_failures: this.failures,
+          next_attempt_in_ms: delay,
+        },
+        SidecarEvent.gatewayConnectFailed,
+      );
+      throw error;
+    }
+  }
+
+  private open(): Promise<ClientHttp2Session> {
+    const { options } = this;
+    const socket = this.dialTls();
+    return new Promise((resolve, reject) => {
+      const session = h2connect(`https://${options.gateway.authority}`, {
+        createConnection: () => socket,
+        settings: { initialWindowSize: STREAM_WINDOW_BYTES, enablePush: false },
+        // Node's 10 MB default counts buffered stream data; 32 tunnels at full speed exceed it.
+        maxSessionMemory: 64,
+      });
+      const fail = (error: Error) => {
+        session.off('connect', ready);
+        session.destroy();
+        reject(error);
+      };
+      const closedEarly = () => fail(new Error('the connection closed during the TLS handshake'));
+      const ready = () => {
+        session.off('error', fail);
+        session.off('close', closedEarly);
+        if (socket.alpnProtocol !== 'h2') {
+          session.destroy();
+          reject(new Error(`the gateway did not agree to HTTP/2 (ALPN ${String(socket.alpnProtocol)})`));
+          return;
+        }
+        session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+        this.watch(session, socket);
+        resolve(session);
+      };
+      session.once('connect', ready);
+      session.once('error', fail);
+      session.once('close', closedEarly);
+    });
+  }
+
+  private dialTls(): TLSSocket {
+    const { options } = this;
+    const name = options.serverName;
+    const socket = tlsConnect({
+      host: options.gateway.host,
+      port: options.gateway.port,
+      ca: options.ca,
+      cert: options.certPem,
+      key: options.keyPem,
+      // SNI carries names only; an IP is still checked against the certificate below.
+      ...(isIP(name) === 0 ? { servername: name } : {}),
+      checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert),
+      ALPNProtocols: ['h2'],
+      minVersion: 'TLSv1.2',
+    });
+    socket.setTimeout(options.connectTimeoutMs, () => {
+      const error: NodeJS.ErrnoException = new Error(
+        `no TLS handshake within ${options.connectTimeoutMs} ms (sidecar.connect_timeout_ms)`,
+      );
+      error.code = 'ETIMEDOUT';
+      socket.destroy(error);
+    });
+    socket.once('secureConnect', () => socket.setTimeout(0));
+    return socket;
+  }
+
+  /** Logs the connection's life and keeps it alive with PINGs. */
+  private watch(session: ClientHttp2Session, socket: TLSSocket): void {
+    const { logger } = this.options;
+    const localAddr = `${socket.localAddress}:${socket.localPort}`;
+    logger.info({ gateway_addr: this.address, local_addr: localAddr }, SidecarEvent.gatewayConnected);
+    let lastError: string | undefined;
+    session.on('error', (error) => {
+      lastError = describeGatewayError(error);
+    });
+    session.on('goaway', (code: number) => {
+      // The gateway is draining (restart, shutdown): new tunnels go to a new connection.
+      lastError ??= `GOAWAY (HTTP/2 error code ${code})`;
+      this.forget(session);
+    });
+    const stopKeepalive = this.keepalive(session);
+    session.once('close', () => {
+      stopKeepalive();
+      this.forget(session);
+      logger.info(
+        { gateway_addr: this.address, local_addr: localAddr, reason: lastError ?? 'closed' },
+        SidecarEvent.gatewayDisconnected,
+      );
+    });
+  }
+
+  private keepalive(session: ClientHttp2Session): () => void {
+    const { keepaliveIntervalMs, keepaliveTimeoutMs, logger } = this.options;
+    let deadline: NodeJS.Timeout | undefined;
+    const interval = setInterval(() => {
+      if (deadline !== undefined || session.destroyed) return;
+      deadline = setTimeout(() => {
+        logger.warn(
+          { gateway_addr: this.address, timeout_ms: keepaliveTimeoutMs },
+          SidecarEvent.keepaliveTimeout,
+        );
+        session.destroy(new Error(`keepalive PING not answered within ${keepaliveTimeoutMs} ms`));
+      }, keepaliveTimeoutMs);
+      deadline.unref();
+      const answered = () => {
+        clearTimeout(deadline);
+        deadline = undefined;
+      };
+      try {
+        session.ping(answered);
+      } catch {
+        answered();
+      }
+    }, keepaliveIntervalMs);
+    interval.unref();
+    return () => {
+      clearInterval(interval);
+      clearTimeout(deadline);
+    };
+  }
+
+  private forget(session: ClientHttp2Session): void {
+    if (this.session === session) this.session = undefined;
+  }
+
+  private send(
+    session: ClientHttp2Session,
+    authority: string,
+    headers: OutgoingHttpHeaders,
+  ): Promise<Attempt> {
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request(
+        { ...headers, ':method': 'CONNECT', ':authority': authority },
+        { endStream: false },
+      );
+    } catch (error) {
+      // The session closed between our check and the request (GOAWAY, socket gone).
+      return Promise.resolve({ kind: 'not-started', reason: describeGatewayError(error) });
+    }
+    return new Promise<Attempt>((resolve) => {
+      let streamError: Error | undefined;
+      // Kept for the stream's whole life: the tunnel adds its own handler, and an error in the gap
+      // must not crash the process.
+      stream.on('error', (error) => {
+        streamError = error;
+      });
+      const settle = (attempt: Attempt) => {
+        stream.off('response', onResponse);
+        stream.off('close', onClose);
+        stream.setTimeout(0);
+        resolve(attempt);
+      };
+      const onResponse = (responseHeaders: Record<string, unknown>) => {
+        settle({ kind: 'answered', status: Number(responseHeaders[':status']), stream });
+      };
+      const onClose = () => {
+        if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM || session.destroyed || session.closed) {
+          settle({
+            kind: 'not-started',
+            reason: streamError ? describeGatewayError(streamError) : 'connection closed',
+          });
+          return;
+        }
+        settle({
+          kind: 'failed',
+          status: 502,
+          reason: `the agent-gateway reset the CONNECT stream (HTTP/2 error code ${stream.rstCode ?? 'unknown'})`,
+        });
+      };
+      stream.once('response', onResponse);
+      stream.once('close', onClose);
+      stream.setTimeout(this.options.requestTimeoutMs, () => {
+        settle({
+          kind: 'failed',
+          status: 504,
+          reason: `the agent-gateway did not answer the CONNECT within ${this.options.requestTimeoutMs} ms`,
+        });
+        stream.close(constants.NGHTTP2_CANCEL);
+      });
+    });
+  }
+}
