@@ -2,12 +2,15 @@ import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import { startGateway } from '../gateway/gateway.js';
 import { LogEvent } from '../observability/events.js';
-import { createLogger, flushLogger } from '../observability/logger.js';
+import { createLogger, flushLogger, type Logger } from '../observability/logger.js';
+
+type Gateway = Awaited<ReturnType<typeof startGateway>>;
 
 /**
  * `agent-gateway serve`: load and validate the config (exit 2 on a bad one), start the gateway
- * (exit 1 if it cannot start, e.g. registry unreachable or at the wrong schema version), and drain
- * on SIGINT/SIGTERM within server.shutdown_grace_s, then exit 0.
+ * (exit 1 if it cannot start, e.g. registry unreachable or at the wrong schema version), re-read the
+ * config on SIGHUP (rate limits apply at once; a bad file is logged and the old config kept), and
+ * drain on SIGINT/SIGTERM within server.shutdown_grace_s, then exit 0.
  */
 export async function runServe(configPath: string): Promise<number> {
   let loaded: Awaited<ReturnType<typeof loadConfig>>;
@@ -28,10 +31,30 @@ export async function runServe(configPath: string): Promise<number> {
       'OTLP export is not implemented; trace ids are logged only',
     );
   }
-  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  // Listening for SIGHUP before the slow start replaces Node's default (exit) at once; reloads queue
+  // up behind the start and behind each other.
+  let started: (gateway: Gateway | undefined) => void = () => {};
+  let reloads: Promise<Gateway | undefined> = new Promise((resolve) => {
+    started = resolve;
+  });
+  let stopping = false;
+  const onHangup = () => {
+    logger.info({ signal: 'SIGHUP' }, LogEvent.signalReceived);
+    // Still handled while draining, so that a SIGHUP then does not kill the process (Node's default).
+    if (stopping) return;
+    reloads = reloads.then(async (gateway) => {
+      if (gateway !== undefined) await reloadConfig(configPath, gateway, logger);
+      return gateway;
+    });
+  };
+  process.on('SIGHUP', onHangup);
+  let gateway: Gateway;
   try {
     gateway = await startGateway(loaded, { logger });
+    started(gateway);
   } catch (err) {
+    started(undefined);
+    process.off('SIGHUP', onHangup);
     logger.fatal({ error: (err as Error).message }, LogEvent.startupFailed);
     await flushLogger(logger);
     process.stderr.write(`agent-gateway: cannot start: ${(err as Error).message}\n`);
@@ -41,6 +64,7 @@ export async function runServe(configPath: string): Promise<number> {
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
       logger.info({ signal }, LogEvent.signalReceived);
+      stopping = true;
       gateway
         .shutdown(graceMs)
         .then(() => flushLogger(logger))
@@ -49,4 +73,17 @@ export async function runServe(configPath: string): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+}
+
+/** Re-reads the config file for SIGHUP; a file that does not load changes nothing. */
+async function reloadConfig(configPath: string, gateway: Gateway, logger: Logger): Promise<void> {
+  let next: Awaited<ReturnType<typeof loadConfig>>;
+  try {
+    next = await loadConfig(configPath);
+  } catch (err) {
+    const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+    logger.error({ config_path: configPath, problems }, LogEvent.configReloadFailed);
+    return;
+  }
+  gateway.reload(next);
 }

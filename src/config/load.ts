@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { CidrError, parseCidr } from '../egress/cidr.js';
 import { encodeOidContent, OidError } from '../identity/oid.js';
+import { rateLimitProblems } from '../ratelimit/settings.js';
 import { ConfigError, formatKeyPath } from './errors.js';
 import { ListenAddrError, parseListenAddr } from './listen-addr.js';
 import { configSchema, EXACTLY_ONE_DATABASE_URL, type GatewayConfig } from './schema.js';
@@ -153,6 +154,8 @@ function crossCheck(doc: unknown, env: NodeJS.ProcessEnv): CrossCheckResult {
     });
   }
 
+  for (const problem of rateLimitProblems(table(doc, 'rate_limit'))) add(problem.key, problem.message);
+
   return { problems, databaseUrl, identityOidContent };
 }
 
@@ -237,7 +240,7 @@ function describePath(path: string): string {
   return isAbsolute(path) ? shown : `${shown} (resolved to ${JSON.stringify(resolve(path))})`;
 }
 
-function describeFsError(error: unknown): string {
+export function describeFsError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ENOENT':

@@ -78,9 +78,33 @@ export const policySchema = z
     }
   });
 
+/**
+ * `[rate_limit.identities."<identity>"]`: one identity's overrides. Every key is optional and falls
+ * back to `[rate_limit]`'s; the inheritance and the defaults of keys without one here are resolved in
+ * ratelimit/settings.ts, which also checks the rules that span keys (a rate needs a burst > 0).
+ */
+export const rateLimitIdentitySchema = z.strictObject({
+  bytes_per_second: nonNegativeInt().optional(),
+  burst_bytes: nonNegativeInt().optional(),
+  download_bytes_per_second: nonNegativeInt().optional(),
+  download_burst_bytes: nonNegativeInt().optional(),
+  max_tunnels_per_identity: nonNegativeInt().optional(),
+});
+
 export const rateLimitSchema = z.strictObject({
+  /** Upload (client → destination) per identity, bytes per second; 0 = off. */
   bytes_per_second: nonNegativeInt().default(0),
   burst_bytes: nonNegativeInt().default(1_048_576),
+  /** Download (destination → client) per identity; absent = 0 = off. Burst absent = burst_bytes. */
+  download_bytes_per_second: nonNegativeInt().optional(),
+  download_burst_bytes: nonNegativeInt().optional(),
+  /** Upload of all identities together; absent = 0 = off. Burst absent = burst_bytes. */
+  total_bytes_per_second: nonNegativeInt().optional(),
+  total_burst_bytes: nonNegativeInt().optional(),
+  /** Concurrent tunnels per identity; absent = 256; 0 = unlimited. */
+  max_tunnels_per_identity: nonNegativeInt().optional(),
+  /** Per-identity overrides, keyed by the identity exactly as in the certificate (case-sensitive). */
+  identities: z.record(z.string(), rateLimitIdentitySchema).optional(),
 });
 
 export const egressSchema = z.strictObject({

@@ -5,6 +5,7 @@ import {
   egressSchema,
   observabilitySchema,
   policySchema,
+  rateLimitIdentitySchema,
   rateLimitSchema,
   serverSchema,
 } from './schema.js';
@@ -23,6 +24,7 @@ const TABLE_KEYS: ReadonlyMap<string, readonly string[]> = new Map([
   ['observability', Object.keys(observabilitySchema.shape)],
   ['policy', Object.keys(policySchema.shape)],
   ['rate_limit', Object.keys(rateLimitSchema.shape)],
+  ['rate_limit.identities.*', Object.keys(rateLimitIdentitySchema.shape)],
   ['egress', Object.keys(egressSchema.shape)],
 ]);
 
@@ -40,7 +42,7 @@ export function issueToProblems(issue: z.core.$ZodIssue): string[] {
   const where = formatKeyPath(issue.path);
   switch (issue.code) {
     case 'unrecognized_keys': {
-      const known = TABLE_KEYS.get(issue.path.map(String).join('.')) ?? [];
+      const known = TABLE_KEYS.get(tableKeyOf(issue.path)) ?? [];
       return issue.keys.map((key) => unknownKeyProblem(key, issue.path, known, KEY_HOME));
     }
     case 'invalid_type':
@@ -55,6 +57,14 @@ export function issueToProblems(issue: z.core.$ZodIssue): string[] {
       // Format and custom checks carry messages written for this config (see schema.ts).
       return [`${where || formatTable([])}: ${issue.message}`];
   }
+}
+
+/** The TABLE_KEYS entry for a table path; every `[rate_limit.identities."<name>"]` shares one. */
+function tableKeyOf(path: readonly PropertyKey[]): string {
+  if (path.length === 3 && path[0] === 'rate_limit' && path[1] === 'identities') {
+    return 'rate_limit.identities.*';
+  }
+  return path.map(String).join('.');
 }
 
 function invalidType(issue: z.core.$ZodIssueInvalidType): string {

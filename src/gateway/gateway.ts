@@ -15,9 +15,12 @@ import { createHttp1Front } from '../proxy/http1-front.js';
 import { createHttp2Front } from '../proxy/http2-front.js';
 import { OpenTunnels } from '../proxy/open-tunnels.js';
 import { createTlsListener } from '../proxy/tls-listener.js';
+import { RateLimiter } from '../ratelimit/limiter.js';
+import { rateLimitSettings } from '../ratelimit/settings.js';
 import { openRegistry } from '../registry/connect.js';
 import { assertSchemaVersion } from '../registry/schema-version.js';
 import { ownAddresses } from './own-addresses.js';
+import { changesNeedingRestart } from './reload.js';
 
 export interface GatewayOptions {
   readonly logger: Logger;
@@ -29,6 +32,11 @@ export interface RunningGateway {
   readonly address: AddressInfo;
   /** Stop accepting, let tunnels finish for up to `graceMs`, then close everything. */
   shutdown(graceMs: number): Promise<void>;
+  /**
+   * Applies a newly read config (SIGHUP): its rate limits take effect for new and running tunnels;
+   * changed keys that need a restart are logged as ignored.
+   */
+  reload(next: LoadedConfig): void;
 }
 
 /** Wires config → registry → policy → egress → front ends → TLS listener, and starts listening. */
@@ -53,8 +61,10 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     queryTimeoutMs: config.policy.query_timeout_ms,
   });
 
+  const limiter = new RateLimiter(rateLimitSettings(config.rate_limit));
   const flow: ConnectFlowDeps = {
     policy,
+    limiter,
     guard: new EgressGuard({
       allowCidrs: config.egress.allow_cidrs,
       denyCidrs: config.egress.deny_cidrs,
@@ -64,7 +74,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     logger,
     ...(options.lookup ? { lookup: options.lookup } : {}),
   };
-  const tunnels = new OpenTunnels(logger, config.server.tunnel_idle_timeout_s * 1000);
+  const tunnels = new OpenTunnels(logger, config.server.tunnel_idle_timeout_s * 1000, limiter);
   const http1 = createHttp1Front({ flow, tunnels, logger, maxHeaderBytes: 16 * 1024 });
   const http2 = createHttp2Front({
     flow,
@@ -112,11 +122,31 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   );
 
   let shuttingDown: Promise<void> | undefined;
+  // What is in force: the config the gateway started with, with the latest reloaded [rate_limit].
+  let running = config;
   return {
     address,
     shutdown(graceMs: number): Promise<void> {
       shuttingDown ??= drain(graceMs);
       return shuttingDown;
+    },
+    reload(next: LoadedConfig): void {
+      const ignored = changesNeedingRestart(running, next.config);
+      limiter.update(rateLimitSettings(next.config.rate_limit));
+      running = { ...running, rate_limit: next.config.rate_limit };
+      const rl = next.config.rate_limit;
+      logger[ignored.length > 0 ? 'warn' : 'info'](
+        {
+          config_path: next.path,
+          bytes_per_second: rl.bytes_per_second,
+          burst_bytes: rl.burst_bytes,
+          download_bytes_per_second: rl.download_bytes_per_second ?? 0,
+          total_bytes_per_second: rl.total_bytes_per_second ?? 0,
+          identity_overrides: Object.keys(rl.identities ?? {}).length,
+          ignored_until_restart: ignored.length > 0 ? ignored : undefined,
+        },
+        LogEvent.configReloaded,
+      );
     },
   };
 
@@ -136,6 +166,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     clearTimeout(timer);
     const leftOpen = tunnels.size;
     tunnels.closeAll('shutdown');
+    limiter.stop();
     http2.destroySessions();
     for (const socket of sockets) socket.destroy();
     await closeRegistry(sql);

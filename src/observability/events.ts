@@ -24,6 +24,14 @@ export const LogEvent = {
   signalReceived: 'signal received',
   shutdownStarted: 'shutdown started',
   shutdownComplete: 'shutdown complete',
+  /** A tunnel was first held by a rate limit (once per tunnel; `tunnel closed` has the throttled time). */
+  rateLimited: 'rate limited',
+  /** A CONNECT was refused with 429: the identity is at its max_tunnels_per_identity. */
+  tooManyTunnels: 'too many tunnels',
+  /** SIGHUP: the config file was re-read and its rate limits applied. */
+  configReloaded: 'config reloaded',
+  /** SIGHUP: the config file was invalid; the gateway keeps the config it had. */
+  configReloadFailed: 'config reload failed',
 } as const;
 
 export type LogEventName = (typeof LogEvent)[keyof typeof LogEvent];

@@ -7,6 +7,7 @@ import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { TraceContext } from '../observability/traceparent.js';
 import type { PolicyEngine } from '../policy/engine.js';
+import type { RateLimiter } from '../ratelimit/limiter.js';
 import type { ConnectionInfo } from './connection-info.js';
 import type { RejectStatus } from './responses.js';
 
@@ -16,6 +17,8 @@ export interface ConnectFlowDeps {
   readonly connectTimeoutMs: number;
   readonly lookup?: LookupFn;
   readonly logger: Logger;
+  /** Enforces max_tunnels_per_identity (429); the tunnel's slot is bound to its upstream socket. */
+  readonly limiter?: RateLimiter;
 }
 
 export interface ConnectRequest {
@@ -69,7 +72,41 @@ export async function runConnectFlow(deps: ConnectFlowDeps, req: ConnectRequest)
     return { kind: 'reject', status: 403 };
   }
 
-  const decision = await deps.policy.decide(info.identity, info.spki, destination.authority);
+  // The tunnel cap comes before policy and DNS: an identity flooding CONNECTs costs no queries.
+  const slot = deps.limiter?.reserve(info.identity);
+  if (slot !== undefined && !slot.ok) {
+    logger.info(
+      { ...fields, max_tunnels_per_identity: slot.maxTunnels, open_tunnels: slot.openTunnels },
+      LogEvent.tooManyTunnels,
+    );
+    return { kind: 'reject', status: 429 };
+  }
+  const reservation = slot?.reservation;
+  let outcome: ConnectOutcome;
+  try {
+    outcome = await authorizeAndDial(deps, req, info.identity, destination, fields);
+  } catch (err) {
+    reservation?.release();
+    throw err;
+  }
+  if (reservation !== undefined) {
+    if (outcome.kind === 'tunnel') deps.limiter?.bindToUpstream(reservation, outcome.upstream);
+    else reservation.release();
+  }
+  return outcome;
+}
+
+/** Policy, then egress vetting, then the dial: the steps after the request and identity checks. */
+async function authorizeAndDial(
+  deps: ConnectFlowDeps,
+  req: ConnectRequest,
+  identity: string,
+  destination: Destination,
+  fields: TunnelLogFields,
+): Promise<ConnectOutcome> {
+  const { info } = req;
+  const { logger } = deps;
+  const decision = await deps.policy.decide(identity, info.spki, destination.authority);
   if (!decision.allowed) {
     logger.info(
       { ...fields, policy_decision: 'deny', deny_reason: decision.reason, deny_detail: decision.detail },

@@ -2,12 +2,15 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
+import type { RateLimiter } from '../ratelimit/limiter.js';
+import type { ThrottleSummary } from '../ratelimit/tunnel-throttle.js';
 import { Tunnel, type TunnelCloseCause } from '../tunnel/tunnel.js';
 import type { TunnelLogFields } from './connect-flow.js';
 
 /**
- * The set of live tunnels: starts each one, logs its `tunnel closed` line, and lets shutdown wait
- * for them to finish or tear them down at the deadline.
+ * The set of live tunnels: starts each one (under its identity's rate limits when a limiter is
+ * given), logs its `tunnel closed` line, and lets shutdown wait for them to finish or tear them down
+ * at the deadline.
  */
 export class OpenTunnels {
   private readonly live = new Set<Tunnel>();
@@ -16,6 +19,7 @@ export class OpenTunnels {
   constructor(
     private readonly logger: Logger,
     private readonly idleTimeoutMs: number,
+    private readonly limiter?: RateLimiter,
   ) {}
 
   get size(): number {
@@ -24,10 +28,14 @@ export class OpenTunnels {
 
   start(client: Duplex, upstream: Socket, fields: TunnelLogFields): Tunnel {
     const openedAt = Date.now();
+    // The connect flow reserved the identity's tunnel slot and bound it to the upstream socket.
+    const reservation = this.limiter?.claim(upstream);
     const tunnel = new Tunnel(client, upstream, {
       idleTimeoutMs: this.idleTimeoutMs,
       onClose: (summary) => {
         this.live.delete(tunnel);
+        const throttled: ThrottleSummary | undefined = throttle?.close();
+        reservation?.release();
         this.logger.info(
           {
             ...fields,
@@ -36,6 +44,10 @@ export class OpenTunnels {
             close_cause: summary.cause,
             error: summary.error,
             duration_ms: Date.now() - openedAt,
+            throttled_ms: throttled?.throttledMs,
+            throttled_ms_client_to_dest: throttled?.clientToDestThrottledMs,
+            throttled_ms_dest_to_client: throttled?.destToClientThrottledMs,
+            max_held_bytes: throttled?.maxHeldBytes,
           },
           // One event name for every ending; close_cause says why (idle_timeout, aborted, ...).
           LogEvent.tunnelClosed,
@@ -43,6 +55,26 @@ export class OpenTunnels {
         if (this.live.size === 0) this.notifyIdle();
       },
     });
+    const throttle =
+      reservation === undefined || this.limiter === undefined
+        ? undefined
+        : this.limiter.attach(reservation, tunnel, (direction, bucket) =>
+            // Once per tunnel, not per chunk: the tunnel closed line carries the total throttled time.
+            this.logger.info(
+              {
+                ...fields,
+                direction,
+                limit: bucket.kind,
+                bytes_per_second: bucket.bytesPerSecond,
+                burst_bytes: bucket.burstBytes,
+              },
+              LogEvent.rateLimited,
+            ),
+          );
+    if (throttle !== undefined) {
+      tunnel.up.observe(throttle.up);
+      tunnel.down.observe(throttle.down);
+    }
     this.live.add(tunnel);
     return tunnel;
   }

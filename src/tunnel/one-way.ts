@@ -1,5 +1,10 @@
 import type { Duplex } from 'node:stream';
 
+/** Sees every chunk after it was forwarded (a rate limiter, which may hold() the relay). */
+export interface ChunkObserver {
+  onChunk(bytes: number): void;
+}
+
 /**
  * Moves bytes from one side of a tunnel to the other and counts them.
  *
@@ -16,6 +21,8 @@ export class OneWay {
   private waitingForDrain = false;
   /** Pause requests from outside (a rate limiter); the source flows only when none is held. */
   private holds = 0;
+  /** Set once, before the first chunk; an optional field keeps the unlimited path a single check. */
+  private observer: ChunkObserver | undefined;
 
   constructor(
     private readonly source: Duplex,
@@ -38,6 +45,19 @@ export class OneWay {
     this.resumeIfFree();
   }
 
+  observe(observer: ChunkObserver): void {
+    this.observer = observer;
+  }
+
+  /**
+   * Bytes read from the source that the gateway still holds: not yet emitted by the (paused) source,
+   * plus written to the sink but not yet taken by the kernel. Read when throttling starts and stops,
+   * never per chunk.
+   */
+  bufferedBytes(): number {
+    return this.source.readableLength + this.sink.writableLength;
+  }
+
   /** Send bytes that arrived before the tunnel existed (HTTP/1.1 bytes after the CONNECT head). */
   forward(chunk: Buffer): void {
     this.onData(chunk);
@@ -49,6 +69,9 @@ export class OneWay {
       this.waitingForDrain = true;
       this.source.pause();
     }
+    // Counted after forwarding: the chunk is already read, so the limiter lets it through (into debt
+    // if need be) and holds the source afterwards, instead of keeping bytes back in the gateway.
+    this.observer?.onChunk(chunk.length);
   };
 
   private readonly onDrain = (): void => {

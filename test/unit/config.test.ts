@@ -256,7 +256,7 @@ describe('parseConfigText: unknown keys', () => {
     const error = problemsOf(minimal({ tail: '[rate_limit]\nzzzzzz = 1' }));
     assertProblem(
       error,
-      /^unknown key "zzzzzz" in \[rate_limit\]; remove it \(known keys: bytes_per_second, burst_bytes\)$/,
+      /^unknown key "zzzzzz" in \[rate_limit\]; remove it \(known keys: bytes_per_second, burst_bytes, download_bytes_per_second, download_burst_bytes, total_bytes_per_second, total_burst_bytes, max_tunnels_per_identity, identities\)$/,
     );
   });
 });
@@ -386,6 +386,112 @@ describe('parseConfigText: types and ranges', () => {
       }),
     );
     assertProblem(error, /^policy\.connect_timeout_ms: must be > 0$/);
+    assertProblem(error, /^egress\.connect_timeout_ms: must be > 0$/);
+  });
+});
+
+describe('parseConfigText: rate limits', () => {
+  test('every rate-limit key, with per-identity tables, is accepted and typed', () => {
+    const loaded = parseConfigText(
+      minimal({
+        tail: [
+          '[rate_limit]',
+          'bytes_per_second = 1048576',
+          'burst_bytes = 65536',
+          'download_bytes_per_second = 2097152',
+          'download_burst_bytes = 131072',
+          'total_bytes_per_second = 10485760',
+          'total_burst_bytes = 1048576',
+          'max_tunnels_per_identity = 64',
+          '[rate_limit.identities."agent-x"]',
+          'bytes_per_second = 65536',
+          '[rate_limit.identities."Agent.Y"]',
+          'max_tunnels_per_identity = 0',
+          'burst_bytes = 1',
+        ].join('\n'),
+      }),
+      'config.toml',
+      {},
+    );
+    const rl = loaded.config.rate_limit;
+    assert.equal(rl.total_bytes_per_second, 10_485_760);
+    assert.equal(rl.max_tunnels_per_identity, 64);
+    assert.deepEqual(rl.identities, {
+      'agent-x': { bytes_per_second: 65_536 },
+      'Agent.Y': { max_tunnels_per_identity: 0, burst_bytes: 1 },
+    });
+  });
+
+  const cases: Array<[string, string, RegExp]> = [
+    [
+      'a rate with a burst of 0',
+      '[rate_limit]\nbytes_per_second = 1000\nburst_bytes = 0',
+      /^rate_limit\.burst_bytes: must be > 0 while rate_limit\.bytes_per_second is set; /,
+    ],
+    [
+      'a download rate with a download burst of 0',
+      '[rate_limit]\ndownload_bytes_per_second = 1000\ndownload_burst_bytes = 0',
+      /^rate_limit\.download_burst_bytes: must be > 0 while rate_limit\.download_bytes_per_second is set; /,
+    ],
+    [
+      'a total rate using burst_bytes = 0',
+      '[rate_limit]\nburst_bytes = 0\ntotal_bytes_per_second = 1000',
+      /^rate_limit\.burst_bytes: must be > 0 while rate_limit\.total_bytes_per_second is set; /,
+    ],
+    [
+      'an identity rate inheriting a burst of 0',
+      '[rate_limit]\nburst_bytes = 0\n[rate_limit.identities."agent-x"]\nbytes_per_second = 1',
+      /^rate_limit\.identities\.agent-x\.bytes_per_second: is set but the burst it uses, rate_limit\.burst_bytes, is 0; /,
+    ],
+    [
+      'a negative identity rate',
+      '[rate_limit.identities."agent-x"]\nbytes_per_second = -5',
+      /^rate_limit\.identities\.agent-x\.bytes_per_second: must be >= 0$/,
+    ],
+    [
+      'a fractional burst',
+      '[rate_limit]\nburst_bytes = 1024.5',
+      /^rate_limit\.burst_bytes: must be a whole number$/,
+    ],
+    [
+      'a negative tunnel cap',
+      '[rate_limit]\nmax_tunnels_per_identity = -1',
+      /^rate_limit\.max_tunnels_per_identity: must be >= 0$/,
+    ],
+    [
+      'a misspelt key in an identity table',
+      '[rate_limit.identities."agent-x"]\nbytes_per_secnd = 5',
+      /^unknown key "bytes_per_secnd" in \[rate_limit\.identities\.agent-x\]; did you mean "bytes_per_second"\?$/,
+    ],
+    [
+      'a global-only key in an identity table',
+      '[rate_limit.identities."agent-x"]\ntotal_bytes_per_second = 5',
+      /^unknown key "total_bytes_per_second" in \[rate_limit\.identities\.agent-x\]; it belongs in \[rate_limit\]$/,
+    ],
+    [
+      'an empty identity name',
+      '[rate_limit.identities.""]\nbytes_per_second = 5',
+      /^rate_limit\.identities\."": an identity name must not be empty/,
+    ],
+    [
+      'an identity that is not a table',
+      '[rate_limit]\nidentities = { "agent-x" = 5 }',
+      /^rate_limit\.identities\.agent-x: must be a table, not an integer$/,
+    ],
+  ];
+  for (const [what, tail, pattern] of cases) {
+    test(`${what} is refused with the key named`, () => {
+      assertProblem(problemsOf(minimal({ tail })), pattern);
+    });
+  }
+
+  test('a rate-limit problem is reported together with schema problems elsewhere', () => {
+    const error = problemsOf(
+      minimal({
+        tail: '[rate_limit]\nbytes_per_second = 1000\nburst_bytes = 0\n[egress]\nconnect_timeout_ms = 0',
+      }),
+    );
+    assertProblem(error, /^rate_limit\.burst_bytes: must be > 0/);
     assertProblem(error, /^egress\.connect_timeout_ms: must be > 0$/);
   });
 });
