@@ -72,6 +72,10 @@ export function createHttp2Front(options: Http2FrontOptions): Http2Front {
 
   return {
     accept(socket: TLSSocket): void {
+      // The listener keeps TLS sockets half-open for HTTP/1.1 tunnels. An HTTP/2 session has no use for
+      // a half-closed connection and only notices the peer's end once the socket closes, so without
+      // this a client that vanished without GOAWAY would keep its tunnels until the idle timeout.
+      socket.once('end', () => socket.end());
       server.emit('connection', socket);
     },
     closeSessions(): void {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { connect as h2connect } from 'node:http2';
 import { after, before, describe, test } from 'node:test';
-import { connect as tlsConnect } from 'node:tls';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import {
   type ClientTls,
@@ -288,5 +289,38 @@ describe('gateway end to end', () => {
     } finally {
       session.close();
     }
+  });
+
+  test('HTTP/2: a client whose connection vanishes without GOAWAY has its tunnels closed', async () => {
+    let raw: TLSSocket | undefined;
+    const before = gateway.logs.length;
+    const session = h2connect(`https://127.0.0.1:${gateway.port}`, {
+      createConnection: () => {
+        raw = tlsConnect({
+          host: '127.0.0.1',
+          port: gateway.port,
+          ca: readFileSync(pki.caCertPath),
+          cert: readFileSync(alpha.certPath),
+          key: readFileSync(alpha.keyPath),
+          servername: 'localhost',
+          ALPNProtocols: ['h2'],
+        });
+        return raw;
+      },
+    });
+    session.on('error', () => {});
+    const { status, stream } = await h2Connect(session, `127.0.0.1:${echo.port}`);
+    assert.equal(status, 200);
+    stream.on('error', () => {});
+    const allowed = await gateway.waitForLog(
+      (l) => l.msg === 'CONNECT allowed' && l['protocol'] === 'HTTP/2' && gateway.logs.indexOf(l) >= before,
+    );
+    // The TCP connection ends (FIN) with no GOAWAY and no RST_STREAM: the tunnel must not outlive it.
+    raw!.end();
+    raw!.destroy();
+    const closedLine = await gateway.waitForLog(
+      (l) => l.msg === 'tunnel closed' && l['source_peer_addr'] === allowed['source_peer_addr'],
+    );
+    assert.notEqual(closedLine['close_cause'], 'idle_timeout');
   });
 });
