@@ -21,17 +21,7 @@ export interface LoadedConfig {
 
 /** Reads, parses and validates a config file, and checks that the TLS files it names are readable. */
 export async function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new ConfigError(
-      [
-        `cannot read the config file ${describePath(path)}: ${describeFsError(error)}; pass --config with a readable TOML file`,
-      ],
-      path,
-    );
-  }
+  const text = await readConfigFile(path);
   const loaded = parseConfigText(text, path, env);
   const problems = [
     await readableFileProblem('server.tls_cert_path', loaded.config.server.tls_cert_path),
@@ -80,7 +70,22 @@ export function parseConfigText(
   };
 }
 
-function parseTomlText(text: string, path: string): unknown {
+/** The text of a config file, or a ConfigError naming the path and what is wrong with it. */
+export async function readConfigFile(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(
+      [
+        `cannot read the config file ${describePath(path)}: ${describeFsError(error)}; pass --config with a readable TOML file`,
+      ],
+      path,
+    );
+  }
+}
+
+/** TOML to plain data; a syntax error becomes a ConfigError with line and column, never quoting the file. */
+export function parseTomlText(text: string, path: string): unknown {
   try {
     return parseToml(text);
   } catch (error) {

@@ -1,8 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { parse as parseToml, TomlError } from 'smol-toml';
 import { ConfigError } from '../config/errors.js';
-import { describeFsError } from '../config/load.js';
+import { parseTomlText, readConfigFile } from '../config/load.js';
 import { createLogger, flushLogger } from '../observability/logger.js';
 import { loadAgentCredentials } from './agent-credentials.js';
 import {
@@ -157,24 +155,5 @@ function overridesFrom(flags: SidecarFlags): Record<string, unknown> {
 }
 
 async function readToml(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new ConfigError(
-      [`cannot read the config file ${JSON.stringify(path)}: ${describeFsError(error)}`],
-      path,
-    );
-  }
-  try {
-    return parseToml(text);
-  } catch (error) {
-    if (!(error instanceof TomlError)) throw error;
-    // Only the first line: smol-toml quotes the surrounding text, which could hold a secret.
-    const reason = (error.message.split('\n')[0] ?? '').replace(/^Invalid TOML document:\s*/, '');
-    throw new ConfigError(
-      [`TOML syntax error at line ${error.line}, column ${error.column}: ${reason}`],
-      path,
-    );
-  }
+  return parseTomlText(await readConfigFile(path), path);
 }
