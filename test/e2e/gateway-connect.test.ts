@@ -14,6 +14,7 @@ import {
   http1Request,
   readAll,
 } from '../helpers/clients.js';
+import { curlViaGateway } from '../helpers/curl.js';
 import { freshDatabase } from '../helpers/db.js';
 import { type GatewayProcess, startGatewayProcess, writeGatewayConfig } from '../helpers/gateway-process.js';
 import {
@@ -99,23 +100,7 @@ describe('gateway end to end', () => {
   const curl = (agent: { certPath: string; keyPath: string }, url: string) =>
     run(
       'curl',
-      [
-        '-sS',
-        '--max-time',
-        '20',
-        '--proxy',
-        `https://127.0.0.1:${gateway.port}`,
-        '--proxy-cacert',
-        pki.caCertPath,
-        '--proxy-cert',
-        agent.certPath,
-        '--proxy-key',
-        agent.keyPath,
-        '-p',
-        '-w',
-        '\n%{http_connect}',
-        url,
-      ],
+      [...curlViaGateway(gateway.port, pki.caCertPath, agent, 20), '-w', '\n%{http_connect}', url],
       { encoding: 'utf8' },
     ).then(
       (r) => ({ exitCode: 0, stdout: r.stdout, stderr: r.stderr }),
