@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { type AddressInfo, createServer, type Server } from 'node:net';
+import { Writable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import pino from 'pino';
+import { EgressGuard } from '../../src/egress/guard.js';
+import type { LookupFn } from '../../src/egress/resolve.js';
+import type { PolicyDecision, PolicyEngine } from '../../src/policy/engine.js';
+import { type ConnectFlowDeps, type ConnectOutcome, runConnectFlow } from '../../src/proxy/connect-flow.js';
+import type { ConnectionInfo } from '../../src/proxy/connection-info.js';
+
+/**
+ * The CONNECT decision with its collaborators faked: which status each failure gets, what is logged,
+ * and above all the order: no DNS lookup and no dial for a CONNECT the policy denies.
+ */
+let server: Server;
+let port: number;
+
+before(async () => {
+  server = createServer((s) => s.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+});
+after(() => new Promise<void>((r) => server.close(() => r())));
+
+interface Harness {
+  deps: ConnectFlowDeps;
+  logs: Array<Record<string, unknown>>;
+  lookups: string[];
+  decisions: Array<[string, string]>;
+}
+
+function harness(decision: PolicyDecision, opts: { allow?: string[]; answers?: string[] } = {}): Harness {
+  const logs: Array<Record<string, unknown>> = [];
+  const lookups: string[] = [];
+  const decisions: Array<[string, string]> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logs.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      done();
+    },
+  });
+  const policy: PolicyEngine = {
+    decide: async (identity, _spki, destination) => {
+      decisions.push([identity, destination]);
+      return decision;
+    },
+    close: async () => {},
+  };
+  const lookup: LookupFn = async (host) => {
+    lookups.push(host);
+    return (opts.answers ?? ['127.0.0.1']).map((address) => ({
+      address,
+      family: address.includes(':') ? 6 : 4,
+    }));
+  };
+  return {
+    deps: {
+      policy,
+      guard: new EgressGuard({ allowCidrs: opts.allow ?? ['127.0.0.0/8'], denyCidrs: [], ownAddresses: [] }),
+      connectTimeoutMs: 2000,
+      lookup,
+      logger: pino({ level: 'info' }, sink),
+    },
+    logs,
+    lookups,
+    decisions,
+  };
+}
+
+const ALLOW: PolicyDecision = { allowed: true, permissionId: 'perm-1', signingKeyId: 'org-a' };
+const DENY: PolicyDecision = { allowed: false, reason: 'no_matching_permission', detail: 'none' };
+
+function info(identity: string | null, problem: 'missing' | 'malformed' | null = null): ConnectionInfo {
+  return {
+    identity,
+    identityProblem: problem,
+    spki: Buffer.from([0x30]),
+    peerAddr: '127.0.0.1:5',
+    requestTimer: undefined,
+  };
+}
+
+async function flow(
+  h: Harness,
+  authority: string,
+  who: ConnectionInfo = info('agent-a'),
+): Promise<ConnectOutcome> {
+  const outcome = await runConnectFlow(h.deps, {
+    info: who,
+    rawAuthority: authority,
+    protocol: 'HTTP/2',
+    trace: { traceId: 'a'.repeat(32), parentSpanId: 'b'.repeat(16) },
+    cancelled: () => false,
+  });
+  if (outcome.kind === 'tunnel') outcome.upstream.destroy();
+  // pino writes asynchronously to the sink; let it deliver.
+  await new Promise((r) => setImmediate(r));
+  return outcome;
+}
+
+test('allowed: normalized destination to the policy, vetted address dialled, allow logged with the trace', async () => {
+  const h = harness(ALLOW, { answers: ['127.0.0.1'] });
+  const outcome = await flow(h, `LocalHost:${port}`);
+  assert.equal(outcome.kind, 'tunnel');
+  assert.deepEqual(h.decisions, [['agent-a', `localhost:${port}`]]);
+  assert.deepEqual(h.lookups, ['localhost']);
+  const allowed = h.logs.find((l) => l['msg'] === 'CONNECT allowed');
+  assert.equal(allowed?.['permission_id'], 'perm-1');
+  assert.equal(allowed?.['dest_addr'], '127.0.0.1');
+  assert.equal(allowed?.['trace_id'], 'a'.repeat(32));
+});
+
+test('denied by policy: 403, and the name is never looked up nor dialled', async () => {
+  const h = harness(DENY);
+  const outcome = await flow(h, 'secret-exfil-channel.example.com:443');
+  assert.deepEqual(outcome, { kind: 'reject', status: 403 });
+  assert.deepEqual(h.lookups, []);
+  const denied = h.logs.find((l) => l['msg'] === 'CONNECT denied');
+  assert.equal(denied?.['deny_reason'], 'no_matching_permission');
+  assert.equal(denied?.['source_identity'], 'agent-a');
+});
+
+test('malformed authority: 400 before the policy is asked', async () => {
+  const h = harness(ALLOW);
+  for (const bad of ['', 'a:b:c', 'host:0', 'host name:443', 'host\r\nx:443']) {
+    assert.deepEqual(await flow(h, bad), { kind: 'reject', status: 400 }, JSON.stringify(bad));
+  }
+  assert.deepEqual(h.decisions, []);
+});
+
+test('no or malformed identity: 403 with its own reason, no identity in the log, no policy query', async () => {
+  const h = harness(ALLOW);
+  assert.deepEqual(await flow(h, `127.0.0.1:${port}`, info(null, 'missing')), {
+    kind: 'reject',
+    status: 403,
+  });
+  assert.deepEqual(await flow(h, `127.0.0.1:${port}`, info(null, 'malformed')), {
+    kind: 'reject',
+    status: 403,
+  });
+  const reasons = h.logs.filter((l) => l['msg'] === 'CONNECT denied').map((l) => l['deny_reason']);
+  assert.deepEqual(reasons, ['no_identity', 'malformed_identity']);
+  assert.ok(h.logs.every((l) => !('source_identity' in l)));
+  assert.deepEqual(h.decisions, []);
+});
+
+test('egress: a permitted name resolving to a refused address is a 403 (egress_refused), never dialled', async () => {
+  const h = harness(ALLOW, { allow: [], answers: ['10.0.0.7'] });
+  assert.deepEqual(await flow(h, 'internal.example.com:443'), { kind: 'reject', status: 403 });
+  const denied = h.logs.find((l) => l['msg'] === 'CONNECT denied');
+  assert.equal(denied?.['deny_reason'], 'egress_refused');
+  assert.match(String(denied?.['deny_detail']), /10\.0\.0\.7/);
+});
+
+test('egress: one refused address in a mixed DNS answer refuses the CONNECT', async () => {
+  const h = harness(ALLOW, { allow: ['127.0.0.0/8'], answers: ['127.0.0.1', '169.254.169.254'] });
+  assert.deepEqual(await flow(h, 'rebind.example.com:443'), { kind: 'reject', status: 403 });
+});
+
+test('unreachable destination: 502 and a TCP connect failed line', async () => {
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const closedPort = (closed.address() as AddressInfo).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  const h = harness(ALLOW);
+  assert.deepEqual(await flow(h, `127.0.0.1:${closedPort}`), { kind: 'reject', status: 502 });
+  assert.ok(h.logs.some((l) => l['msg'] === 'TCP connect failed'));
+});
+
+test('a client gone during the decision gets nothing dialled', async () => {
+  const h = harness(ALLOW);
+  const outcome = await runConnectFlow(h.deps, {
+    info: info('agent-a'),
+    rawAuthority: `127.0.0.1:${port}`,
+    protocol: 'HTTP/1.1',
+    trace: undefined,
+    cancelled: () => true,
+  });
+  assert.deepEqual(outcome, { kind: 'cancelled' });
+  assert.deepEqual(h.lookups, []);
+});
