@@ -17,6 +17,7 @@ import { OpenTunnels } from '../proxy/open-tunnels.js';
 import { createTlsListener } from '../proxy/tls-listener.js';
 import { RateLimiter } from '../ratelimit/limiter.js';
 import { rateLimitSettings } from '../ratelimit/settings.js';
+import { streamWindowForUpload } from '../ratelimit/stream-window.js';
 import { openRegistry } from '../registry/connect.js';
 import { assertSchemaVersion } from '../registry/schema-version.js';
 import { ownAddresses } from './own-addresses.js';
@@ -85,6 +86,10 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     connectionWindowBytes: config.server.h2_connection_window_bytes,
     sessionIdleTimeoutMs: config.server.tunnel_idle_timeout_s * 1000,
     maxHeaderListBytes: 16 * 1024,
+    streamWindowFor: (identity) =>
+      identity === null
+        ? config.server.h2_stream_window_bytes
+        : streamWindowForUpload(limiter.uploadLimitsOf(identity), config.server.h2_stream_window_bytes),
   });
 
   const sockets = new Set<TLSSocket>();

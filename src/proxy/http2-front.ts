@@ -25,6 +25,8 @@ export interface Http2FrontOptions {
   /** A session with no frames for this long is closed (its tunnels would be idle too). */
   readonly sessionIdleTimeoutMs: number;
   readonly maxHeaderListBytes: number;
+  /** Stream window for this identity's sessions (smaller when its upload is rate-limited). */
+  readonly streamWindowFor?: (identity: string | null) => number;
 }
 
 export interface Http2Front {
@@ -64,6 +66,12 @@ export function createHttp2Front(options: Http2FrontOptions): Http2Front {
     // The connection window must be at least the stream window times the streams that should
     // run at full speed together; Node's default (64 KiB) throttles every tunnel.
     if (!session.destroyed) session.setLocalWindowSize(options.connectionWindowBytes);
+    // A throttled stream is paused, but the gateway must hold whatever its window still lets the client
+    // send; a rate-limited identity gets a window sized to its rate. Sent before any stream can open.
+    const window = options.streamWindowFor?.(connectionInfoOf(session.socket)?.identity ?? null);
+    if (window !== undefined && window < options.streamWindowBytes && !session.destroyed) {
+      session.settings({ initialWindowSize: window });
+    }
   });
 
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {

@@ -1,7 +1,7 @@
 import { TokenBucket } from './bucket.js';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import type { Throttleable } from './direction.js';
-import { type IdentityLimits, limitsFor, type RateLimitSettings } from './settings.js';
+import { type BucketLimit, type IdentityLimits, limitsFor, type RateLimitSettings } from './settings.js';
 import { type FirstThrottleHandler, TunnelThrottle } from './tunnel-throttle.js';
 
 /** An identity's buckets and its count of tunnels (open ones and CONNECTs still being decided). */
@@ -121,6 +121,11 @@ export class RateLimiter {
       this.clock,
       onFirstThrottle,
     );
+  }
+
+  /** The upload limits a tunnel of `identity` passes (its own and the all-identity one). */
+  uploadLimitsOf(identity: string): readonly BucketLimit[] {
+    return [limitsFor(this.settings, identity).upload, this.settings.total];
   }
 
   /** New settings (config reload): applied in place to every bucket, so running tunnels follow them. */
