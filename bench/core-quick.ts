@@ -8,17 +8,21 @@
  * machine; all traffic is on 127.0.0.1.
  */
 
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { type ClientTls, h2Connect, h2Session, http1Connect } from '../test/helpers/clients.js';
 import { freshDatabase } from '../test/helpers/db.js';
-import { startGatewayProcess, writeGatewayConfig } from '../test/helpers/gateway-process.js';
+import { startGatewayProcess } from '../test/helpers/gateway-process.js';
 import { startHashSink, writePattern } from '../test/helpers/loopback-servers.js';
 import { createTestPki } from '../test/helpers/pki.js';
-import { createPrincipal, grantPermission, grantScope } from '../test/helpers/registry-rows.js';
+import {
+  grantBenchAgent,
+  median,
+  percentile,
+  startBareRelay,
+  writeBenchGatewayConfig,
+} from './suite-common.js';
 
 const MIB = 1024 * 1024;
 const SIZE = Number(process.env['BENCH_MIB'] ?? 256) * MIB;
@@ -50,16 +54,6 @@ async function transfer(open: Opener, direction: 'up' | 'down'): Promise<number>
   return SIZE / MIB / seconds;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
-
 async function main() {
   const pki = await createTestPki();
   const db = await freshDatabase();
@@ -67,46 +61,18 @@ async function main() {
   const downSink = await startHashSink(SIZE);
   const agent = await pki.agent('bench-agent');
   const tls: ClientTls = { caPath: pki.caCertPath, agent };
-  const principal = await createPrincipal(db.sql, 'bench-org');
-  let n = 0;
-  for (const port of [upSink.port, downSink.port]) {
-    await grantScope(db.sql, principal.keyId, `127.0.0.1:${port}`);
-    await grantPermission(db.sql, {
-      permissionId: `bench-${++n}`,
-      principal,
-      identity: 'bench-agent',
-      agentSpki: agent.spkiDer,
-      destination: `127.0.0.1:${port}`,
-    });
-  }
-  const config = await writeGatewayConfig({
-    dir: pki.dir,
-    databaseUrl: db.url,
-    certPath: pki.serverCertPath,
-    keyPath: pki.serverKeyPath,
-    extraServer: 'h2_stream_window_bytes = 1048576\nh2_connection_window_bytes = 16777216',
-  });
+  await grantBenchAgent(db.sql, agent, 'bench-agent', [
+    `127.0.0.1:${upSink.port}`,
+    `127.0.0.1:${downSink.port}`,
+  ]);
+  const config = await writeBenchGatewayConfig(pki, db.url);
   const gateway = await startGatewayProcess(config);
 
-  // Baseline in its own process, like the gateway: the same TLS termination, no HTTP, no policy.
-  const relay = spawn(
-    process.execPath,
-    ['--import', 'tsx', fileURLToPath(new URL('./bare-relay.ts', import.meta.url))],
-    {
-      env: {
-        ...process.env,
-        RELAY_CERT: pki.serverCertPath,
-        RELAY_KEY: pki.serverKeyPath,
-        RELAY_PORTS: `${upSink.port},${downSink.port}`,
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const relayPort = await new Promise<number>((resolve, reject) => {
-    relay
-      .stdout!.setEncoding('utf8')
-      .once('data', (line: string) => resolve(Number(/port (\d+)/.exec(line)?.[1])));
-    relay.once('exit', (code: number | null) => reject(new Error(`bare relay exited with ${code}`)));
+  const { child: relay, port: relayPort } = await startBareRelay({
+    certPath: pki.serverCertPath,
+    keyPath: pki.serverKeyPath,
+    uploadPort: upSink.port,
+    downloadPort: downSink.port,
   });
 
   const openRelay =
