@@ -7,7 +7,12 @@ import { parseTraceparent } from '../observability/traceparent.js';
 import { type ConnectFlowDeps, runConnectFlow } from './connect-flow.js';
 import { clearRequestTimer, connectionInfoOf } from './connection-info.js';
 import type { OpenTunnels } from './open-tunnels.js';
-import { HTTP1_TUNNEL_ESTABLISHED, http1RejectResponse, STATUS_BODY } from './responses.js';
+import {
+  HTTP1_TUNNEL_ESTABLISHED,
+  http1RejectResponse,
+  type RejectStatus,
+  STATUS_BODY,
+} from './responses.js';
 
 export interface Http1FrontOptions {
   readonly flow: ConnectFlowDeps;
@@ -61,7 +66,7 @@ export function createHttp1Front(options: Http1FrontOptions): {
       },
       LogEvent.badRequest,
     );
-    if (socket.writable && !socket.destroyed) socket.end(http1RejectResponse(400));
+    if (socket.writable && !socket.destroyed) refuse(socket, 400);
     else socket.destroy();
   });
 
@@ -102,7 +107,7 @@ async function handleConnect(
     });
     if (outcome.kind === 'cancelled') return;
     if (outcome.kind === 'reject') {
-      if (!socket.destroyed) socket.end(http1RejectResponse(outcome.status));
+      refuse(socket, outcome.status);
       return;
     }
     socket.write(HTTP1_TUNNEL_ESTABLISHED);
@@ -115,6 +120,19 @@ async function handleConnect(
       { source_peer_addr: info.peerAddr, error: (err as Error).message },
       LogEvent.internalError,
     );
-    if (!socket.destroyed) socket.end(http1RejectResponse(502));
+    refuse(socket, 502);
   }
+}
+
+/**
+ * How long a refused client may take to close its side after our response. The listener keeps sockets
+ * half-open (for tunnels), so our end() alone would let a client that never closes hold the socket
+ * forever; destroying at once could turn unread input into a RST that loses the response.
+ */
+const REFUSED_LINGER_MS = 2000;
+
+function refuse(socket: Duplex, status: RejectStatus): void {
+  if (socket.destroyed) return;
+  socket.end(http1RejectResponse(status));
+  setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
 }

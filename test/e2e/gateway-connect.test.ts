@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect as h2connect } from 'node:http2';
+import { connect as netConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
@@ -307,5 +308,31 @@ describe('gateway end to end', () => {
       (l) => l.msg === 'tunnel closed' && l['source_peer_addr'] === allowed['source_peer_addr'],
     );
     assert.notEqual(closedLine['close_cause'], 'idle_timeout');
+  });
+
+  test('HTTP/1.1: a refused client that keeps its side open is still disconnected', async () => {
+    // A half-open TCP socket underneath, so receiving the gateway's FIN does not end our side.
+    const socket = tlsConnect({
+      socket: netConnect({ host: '127.0.0.1', port: gateway.port, allowHalfOpen: true }),
+      ca: readFileSync(pki.caCertPath),
+      cert: readFileSync(alpha.certPath),
+      key: readFileSync(alpha.keyPath),
+      servername: 'localhost',
+      ALPNProtocols: ['http/1.1'],
+    });
+    socket.once('secureConnect', () => socket.write(`CONNECT 127.0.0.1:${ungranted.port} HTTP/1.1\r\n\r\n`));
+    const response = await readAll(socket);
+    assert.match(response.toString(), /^HTTP\/1\.1 403 /);
+    // Our side stays open; the gateway must not wait for it forever. Probe until a write fails.
+    let failed: string | undefined;
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      failed = e.code ?? e.message;
+    });
+    for (let i = 0; i < 40 && failed === undefined && !socket.destroyed; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      socket.write('x');
+    }
+    assert.ok(failed !== undefined || socket.destroyed, 'the gateway closed the refused connection');
+    socket.destroy();
   });
 });
