@@ -3,6 +3,7 @@ import { loadConfig } from '../config/load.js';
 import { startGateway } from '../gateway/gateway.js';
 import { LogEvent } from '../observability/events.js';
 import { createLogger, flushLogger, type Logger } from '../observability/logger.js';
+import { deferStopSignals } from './stop-signals.js';
 
 type Gateway = Awaited<ReturnType<typeof startGateway>>;
 
@@ -48,6 +49,9 @@ export async function runServe(configPath: string): Promise<number> {
     });
   };
   process.on('SIGHUP', onHangup);
+  // Likewise SIGINT/SIGTERM: the `listening` line can reach a supervisor before start() returns here,
+  // and a stop signal in that gap must drain the gateway, not kill it with Node's default action.
+  const early = deferStopSignals();
   let gateway: Gateway;
   try {
     gateway = await startGateway(loaded, { logger });
@@ -55,6 +59,7 @@ export async function runServe(configPath: string): Promise<number> {
   } catch (err) {
     started(undefined);
     process.off('SIGHUP', onHangup);
+    early.cancel();
     logger.fatal({ error: (err as Error).message }, LogEvent.startupFailed);
     await flushLogger(logger);
     process.stderr.write(`agent-gateway: cannot start: ${(err as Error).message}\n`);
@@ -62,16 +67,14 @@ export async function runServe(configPath: string): Promise<number> {
   }
   const graceMs = loaded.config.server.shutdown_grace_s * 1000;
   return new Promise<number>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
+    early.onStop((signal) => {
       logger.info({ signal }, LogEvent.signalReceived);
       stopping = true;
       gateway
         .shutdown(graceMs)
         .then(() => flushLogger(logger))
         .then(() => resolve(0));
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    });
   });
 }
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { deferStopSignals } from '../cli/stop-signals.js';
 import { ConfigError } from '../config/errors.js';
 import { parseTomlText, readConfigFile } from '../config/load.js';
 import { createLogger, flushLogger } from '../observability/logger.js';
@@ -110,25 +111,26 @@ export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = p
       SidecarEvent.nonLoopbackListen,
     );
   }
+  // A stop signal that arrives between the `listening` line and the end of start-up drains, not kills.
+  const early = deferStopSignals();
   let sidecar: Awaited<ReturnType<typeof startSidecar>>;
   try {
     sidecar = await startSidecar(config, credentials, logger);
   } catch (error) {
+    early.cancel();
     logger.fatal({ error: (error as Error).message }, SidecarEvent.startupFailed);
     await flushLogger(logger);
     process.stderr.write(`agent-gateway sidecar: cannot start: ${(error as Error).message}\n`);
     return 1;
   }
   return new Promise<number>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
+    early.onStop((signal) => {
       logger.info({ signal }, SidecarEvent.signalReceived);
       void sidecar
         .shutdown(config.shutdownGraceMs)
         .then(() => flushLogger(logger))
         .then(() => resolve(0));
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    });
   });
 }
 

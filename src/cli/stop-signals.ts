@@ -1,0 +1,34 @@
+/**
+ * SIGINT/SIGTERM handling installed before a server starts. Node's default action for these signals
+ * is to exit at once; a supervisor that saw the `listening` line may signal before the start-up code
+ * has returned, and the process must then drain like any other stop, not die mid-start.
+ */
+export interface DeferredStop {
+  /** Runs `run` once, for the first SIGINT/SIGTERM, whether it came before this call or later. */
+  onStop(run: (signal: NodeJS.Signals) => void): void;
+  /** Start-up failed: restore the default handling. */
+  cancel(): void;
+}
+
+export function deferStopSignals(): DeferredStop {
+  let received: NodeJS.Signals | undefined;
+  let handler: ((signal: NodeJS.Signals) => void) | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    remove();
+    if (handler) handler(signal);
+    else received = signal;
+  };
+  const remove = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    onStop(run) {
+      handler = run;
+      if (received !== undefined) run(received);
+    },
+    cancel: remove,
+  };
+}
