@@ -78,9 +78,13 @@ describe('sidecar command line', () => {
   test('a certificate without the identity extension starts with a warning', async () => {
     const s = await startSidecarProcess(baseArgs(noExtension));
     try {
-      assert.match(s.stderr(), /warning: .* has no identity extension 1\.3\.6\.1\.4\.1\.57264\.1\.1/);
       const warned = await s.waitForLog((l) => l.msg === 'agent certificate has no identity extension');
       assert.equal(warned['level'], 'warn');
+      // stderr is a separate pipe from the JSON log on stdout: its line may arrive a moment later.
+      for (let i = 0; i < 100 && !s.stderr().includes('warning:'); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.match(s.stderr(), /warning: .* has no identity extension 1\.3\.6\.1\.4\.1\.57264\.1\.1/);
     } finally {
       assert.equal(await s.stop(), 0);
     }

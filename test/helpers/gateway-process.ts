@@ -88,7 +88,8 @@ export async function startGatewayProcess(configPath: string): Promise<GatewayPr
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk;
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': it comes after stdout/stderr are fully read, so no log line is missed.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
 
   const waitForLog = (predicate: (l: LogLine) => boolean, what = 'log line'): Promise<LogLine> => {
     const seen = logs.find(predicate);

@@ -51,7 +51,8 @@ export function spawnSidecar(args: readonly string[], env: NodeJS.ProcessEnv = {
   child.stderr!.setEncoding('utf8').on('data', (text: string) => {
     errText += text;
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': it comes after stdout/stderr are fully read, so no log line is missed.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   return {
     child,
     logs,
