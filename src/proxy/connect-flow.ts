@@ -7,7 +7,7 @@ import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { TraceContext } from '../observability/traceparent.js';
 import type { PolicyEngine } from '../policy/engine.js';
-import type { RateLimiter } from '../ratelimit/limiter.js';
+import type { RateLimiter, TunnelReservation } from '../ratelimit/limiter.js';
 import type { ConnectionInfo } from './connection-info.js';
 import type { RejectStatus } from './responses.js';
 
@@ -35,7 +35,13 @@ export interface ConnectRequest {
 export type TunnelLogFields = Record<string, string | number | undefined>;
 
 export type ConnectOutcome =
-  | { readonly kind: 'tunnel'; readonly upstream: Socket; readonly fields: TunnelLogFields }
+  | {
+      readonly kind: 'tunnel';
+      readonly upstream: Socket;
+      readonly fields: TunnelLogFields;
+      /** The identity's tunnel slot, now owned by whoever starts (or abandons) the tunnel. */
+      readonly reservation: TunnelReservation | undefined;
+    }
   | { readonly kind: 'reject'; readonly status: RejectStatus }
   | { readonly kind: 'cancelled' };
 
@@ -89,11 +95,17 @@ export async function runConnectFlow(deps: ConnectFlowDeps, req: ConnectRequest)
     reservation?.release();
     throw err;
   }
-  if (reservation !== undefined) {
-    if (outcome.kind === 'tunnel') deps.limiter?.bindToUpstream(reservation, outcome.upstream);
-    else reservation.release();
+  if (outcome.kind !== 'tunnel') {
+    reservation?.release();
+    return outcome;
   }
-  return outcome;
+  return { ...outcome, reservation };
+}
+
+/** A dialled tunnel the front end could not start (the client left first): free what it holds. */
+export function abandonTunnel(outcome: Extract<ConnectOutcome, { kind: 'tunnel' }>): void {
+  outcome.upstream.destroy();
+  outcome.reservation?.release();
 }
 
 /** Policy, then egress vetting, then the dial: the steps after the request and identity checks. */
@@ -160,5 +172,5 @@ async function authorizeAndDial(
   }
   fields['dest_addr'] = vetted.address.address;
   logger.info({ ...fields, policy_decision: 'allow' }, LogEvent.connectAllowed);
-  return { kind: 'tunnel', upstream, fields };
+  return { kind: 'tunnel', upstream, fields, reservation: undefined };
 }

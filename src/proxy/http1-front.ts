@@ -4,7 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import { parseTraceparent } from '../observability/traceparent.js';
-import { type ConnectFlowDeps, runConnectFlow } from './connect-flow.js';
+import { abandonTunnel, type ConnectFlowDeps, runConnectFlow } from './connect-flow.js';
 import { clearRequestTimer, connectionInfoOf } from './connection-info.js';
 import type { OpenTunnels } from './open-tunnels.js';
 import {
@@ -110,8 +110,12 @@ async function handleConnect(
       refuse(socket, outcome.status);
       return;
     }
+    if (socket.destroyed) {
+      abandonTunnel(outcome);
+      return;
+    }
     socket.write(HTTP1_TUNNEL_ESTABLISHED);
-    const tunnel = options.tunnels.start(socket, outcome.upstream, outcome.fields);
+    const tunnel = options.tunnels.start(socket, outcome);
     socket.removeListener('error', onEarlyError);
     // Bytes the client pipelined after the CONNECT head belong to the tunnel.
     if (head.length > 0) tunnel.up.forward(head);

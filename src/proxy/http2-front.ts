@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import { parseTraceparent } from '../observability/traceparent.js';
-import { type ConnectFlowDeps, runConnectFlow } from './connect-flow.js';
+import { abandonTunnel, type ConnectFlowDeps, runConnectFlow } from './connect-flow.js';
 import { clearRequestTimer, connectionInfoOf } from './connection-info.js';
 import type { OpenTunnels } from './open-tunnels.js';
 import { type RejectStatus, STATUS_BODY } from './responses.js';
@@ -131,8 +131,12 @@ async function handleStream(
       reject(stream, outcome.status);
       return;
     }
+    if (stream.destroyed || stream.closed) {
+      abandonTunnel(outcome);
+      return;
+    }
     stream.respond({ ':status': 200 });
-    options.tunnels.start(stream, outcome.upstream, outcome.fields);
+    options.tunnels.start(stream, outcome);
     stream.removeListener('error', onEarlyError);
   } catch (err) {
     options.logger.error(

@@ -1,11 +1,12 @@
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { RateLimiter } from '../ratelimit/limiter.js';
 import type { ThrottleSummary } from '../ratelimit/tunnel-throttle.js';
 import { Tunnel, type TunnelCloseCause } from '../tunnel/tunnel.js';
-import type { TunnelLogFields } from './connect-flow.js';
+import type { ConnectOutcome } from './connect-flow.js';
+
+type DialledTunnel = Extract<ConnectOutcome, { kind: 'tunnel' }>;
 
 /**
  * The set of live tunnels: starts each one (under its identity's rate limits when a limiter is
@@ -26,10 +27,10 @@ export class OpenTunnels {
     return this.live.size;
   }
 
-  start(client: Duplex, upstream: Socket, fields: TunnelLogFields): Tunnel {
+  /** Starts the tunnel the connect flow dialled; it now owns the upstream socket and the tunnel slot. */
+  start(client: Duplex, target: DialledTunnel): Tunnel {
+    const { upstream, fields, reservation } = target;
     const openedAt = Date.now();
-    // The connect flow reserved the identity's tunnel slot and bound it to the upstream socket.
-    const reservation = this.limiter?.claim(upstream);
     const tunnel = new Tunnel(client, upstream, {
       idleTimeoutMs: this.idleTimeoutMs,
       onClose: (summary) => {

@@ -58,7 +58,6 @@ export class RateLimiter {
   /** Identities with no tunnels whose buckets were not yet full when their last tunnel closed. */
   private readonly idle = new Set<IdentityState>();
   private readonly total: TokenBucket;
-  private readonly pending = new WeakMap<object, TunnelReservation>();
   private sweepTimer: TimerHandle | undefined;
 
   constructor(
@@ -84,28 +83,6 @@ export class RateLimiter {
     state.tunnels++;
     this.idle.delete(state);
     return { ok: true, reservation: new TunnelReservation(state, this.unreserve) };
-  }
-
-  /**
-   * Hands a reservation to whoever starts the tunnel on `upstream` (see {@link claim}); if nobody
-   * does, it is released when that socket closes.
-   */
-  bindToUpstream(reservation: TunnelReservation, upstream: NodeJS.EventEmitter): void {
-    this.pending.set(upstream, reservation);
-    upstream.once('close', () => {
-      // Still unclaimed: the tunnel never started (the client left, a front end failed).
-      if (this.pending.get(upstream) === reservation) {
-        this.pending.delete(upstream);
-        reservation.release();
-      }
-    });
-  }
-
-  /** The reservation bound to `upstream`, now owned by the caller. */
-  claim(upstream: object): TunnelReservation | undefined {
-    const reservation = this.pending.get(upstream);
-    this.pending.delete(upstream);
-    return reservation;
   }
 
   /** Puts a tunnel's two directions under its identity's buckets (and upload under the total). */

@@ -3,11 +3,19 @@ import { type AddressInfo, createServer, type Server } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
+import { configSchema } from '../../src/config/schema.js';
 import { EgressGuard } from '../../src/egress/guard.js';
 import type { LookupFn } from '../../src/egress/resolve.js';
 import type { PolicyDecision, PolicyEngine } from '../../src/policy/engine.js';
-import { type ConnectFlowDeps, type ConnectOutcome, runConnectFlow } from '../../src/proxy/connect-flow.js';
+import {
+  abandonTunnel,
+  type ConnectFlowDeps,
+  type ConnectOutcome,
+  runConnectFlow,
+} from '../../src/proxy/connect-flow.js';
 import type { ConnectionInfo } from '../../src/proxy/connection-info.js';
+import { RateLimiter } from '../../src/ratelimit/limiter.js';
+import { rateLimitSettings } from '../../src/ratelimit/settings.js';
 
 /**
  * The CONNECT decision with its collaborators faked: which status each failure gets, what is logged,
@@ -179,4 +187,41 @@ test('a client gone during the decision gets nothing dialled', async () => {
   });
   assert.deepEqual(outcome, { kind: 'cancelled' });
   assert.deepEqual(h.lookups, []);
+});
+
+test('the tunnel slot: freed by a refusal, handed over with a dialled tunnel, freed when it is abandoned', async () => {
+  const h = harness(ALLOW);
+  const limiter = new RateLimiter(
+    rateLimitSettings(configSchema.shape.rate_limit.parse({ max_tunnels_per_identity: 1 })),
+  );
+  const deps = { ...h.deps, limiter };
+  const request = (authority: string) => ({
+    info: info('agent-a'),
+    rawAuthority: authority,
+    protocol: 'HTTP/2' as const,
+    trace: undefined,
+    cancelled: () => false,
+  });
+  const closed = await new Promise<number>((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  assert.deepEqual(await runConnectFlow(deps, request(`127.0.0.1:${closed}`)), {
+    kind: 'reject',
+    status: 502,
+  });
+  const dialled = await runConnectFlow(deps, request(`127.0.0.1:${port}`));
+  assert.equal(dialled.kind, 'tunnel');
+  assert.deepEqual(await runConnectFlow(deps, request(`127.0.0.1:${port}`)), { kind: 'reject', status: 429 });
+  if (dialled.kind === 'tunnel') abandonTunnel(dialled);
+  const again = await runConnectFlow(deps, request(`127.0.0.1:${port}`));
+  assert.equal(again.kind, 'tunnel');
+  if (again.kind === 'tunnel') {
+    assert.equal(dialled.kind === 'tunnel' && dialled.upstream.destroyed, true);
+    abandonTunnel(again);
+  }
+  limiter.stop();
 });

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { describe, test } from 'node:test';
 import type { TokenBucket } from '../../src/ratelimit/bucket.js';
 import type { DirectionName } from '../../src/ratelimit/direction.js';
@@ -77,28 +76,6 @@ describe('RateLimiter: max_tunnels_per_identity', () => {
     const limiter = new RateLimiter(settings(), new FakeClock());
     for (let i = 0; i < 256; i++) reserve(limiter, 'agent-a');
     assert.equal(limiter.reserve('agent-a').ok, false);
-  });
-
-  test('a reservation bound to an upstream socket is released when it closes unclaimed', () => {
-    const limiter = new RateLimiter(settings({ max_tunnels_per_identity: 1 }), new FakeClock());
-    const upstream = new EventEmitter();
-    limiter.bindToUpstream(reserve(limiter, 'agent-a'), upstream);
-    assert.equal(limiter.reserve('agent-a').ok, false);
-    upstream.emit('close');
-    assert.equal(limiter.reserve('agent-a').ok, true);
-  });
-
-  test('a claimed reservation is the claimer’s: the socket closing does not release it', () => {
-    const limiter = new RateLimiter(settings({ max_tunnels_per_identity: 1 }), new FakeClock());
-    const upstream = new EventEmitter();
-    const reservation = reserve(limiter, 'agent-a');
-    limiter.bindToUpstream(reservation, upstream);
-    assert.equal(limiter.claim(upstream), reservation);
-    assert.equal(limiter.claim(upstream), undefined);
-    upstream.emit('close');
-    assert.equal(limiter.reserve('agent-a').ok, false);
-    reservation.release();
-    assert.equal(limiter.reserve('agent-a').ok, true);
   });
 });
 
