@@ -10,6 +10,7 @@ import {
   type RowSubject,
   SigningKeyCache,
 } from './row-check.js';
+import { VerifiedSignatureCache } from './verified-signatures.js';
 
 export type { DenyReason, PolicyDecision, PolicyEngine } from './decision.js';
 
@@ -18,7 +19,8 @@ export type { DenyReason, PolicyDecision, PolicyEngine } from './decision.js';
  *
  * Time is the database's: every "is it valid now" is a boolean computed against PostgreSQL's now() in the
  * same statement, so gateway hosts with skewed clocks agree with each other and with the admin tooling.
- * Nothing is cached but parsed public keys: a revocation acts on the very next CONNECT.
+ * Nothing is cached but parsed public keys and the fact that given bytes verified under a given key (pure
+ * functions of the row's bytes): every row is read afresh, so a revocation acts on the very next CONNECT.
  *
  * Rows are attacker-influenced (whoever can write the registry, or tamper with it): every column is
  * type-checked, NULL fails closed, and large values are cut in SQL before they cross the wire.
@@ -34,6 +36,8 @@ export interface PolicyEngineOptions {
 }
 
 const KEY_CACHE_ENTRIES = 1024;
+/** ~60 bytes each; enough for the live permissions of a large fleet, bounded against junk rows. */
+const VERIFIED_SIGNATURE_ENTRIES = 16_384;
 
 /**
  * Only rows with revoked_at IS NULL are read: that is what the interop partial index covers, so the lookup
@@ -78,6 +82,7 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
   const query = candidateQuery(limit);
   const deadlineMs = Math.max(1, opts.acquireTimeoutMs + opts.queryTimeoutMs);
   const keys = new SigningKeyCache(KEY_CACHE_ENTRIES);
+  const verified = new VerifiedSignatureCache(VERIFIED_SIGNATURE_ENTRIES);
   let closed = false;
 
   async function decide(identity: string, spki: Buffer, destination: string): Promise<PolicyDecision> {
@@ -87,7 +92,7 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
       if ('reason' in input) return input;
       const rows = await runQuery(input.spki, input.identity, input.destination);
       if (!('rows' in rows)) return rows;
-      return judge(rows.rows, input, keys);
+      return judge(rows.rows, input, keys, verified);
     } catch (err) {
       // Belt and braces: nothing above should throw, but decide() must never reject.
       return deny('policy_error', errorText(err));
@@ -125,6 +130,7 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
       if (closed) return;
       closed = true;
       keys.clear();
+      verified.clear();
       await sql.end({ timeout: 5 });
     },
   };
@@ -156,10 +162,15 @@ function checkInput(identity: unknown, spki: unknown, destination: unknown): Che
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Allows on the first candidate that passes every check; otherwise reports the most promising failure. */
-function judge(rows: Row[], input: CheckedInput, keys: SigningKeyCache): PolicyDecision {
+function judge(
+  rows: Row[],
+  input: CheckedInput,
+  keys: SigningKeyCache,
+  verified: VerifiedSignatureCache,
+): PolicyDecision {
   let best: { reason: DenyReason; detail: string; depth: number } | undefined;
   for (const row of rows) {
-    const verdict = checkPermissionRow(row, input, keys);
+    const verdict = checkPermissionRow(row, input, keys, verified);
     if (verdict.ok) {
       return { allowed: true, permissionId: verdict.permissionId, signingKeyId: verdict.signingKeyId };
     }

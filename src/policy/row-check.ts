@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
 import { canonicalPermissionBytes, canonicalTimestampSql } from '../registry/canonical.js';
 import type { DenyReason } from './decision.js';
+import type { VerifiedSignatureCache } from './verified-signatures.js';
 
 /**
  * The per-row half of the policy: which columns a permission row is judged on, and the judgement itself.
@@ -72,8 +73,17 @@ export type RowVerdict =
   | { ok: true; permissionId: string; signingKeyId: string }
   | { ok: false; reason: DenyReason; detail: string };
 
-/** Every rule of the interop contract, cheapest first, for one row. */
-export function checkPermissionRow(row: PermissionRow, input: RowSubject, keys: SigningKeyCache): RowVerdict {
+/**
+ * Every rule of the interop contract, cheapest first, for one row. `verified` (the gateway passes one)
+ * skips re-verifying a signature that verified before over the same bytes; the operator tools pass none
+ * and verify every row they report on.
+ */
+export function checkPermissionRow(
+  row: PermissionRow,
+  input: RowSubject,
+  keys: SigningKeyCache,
+  verified?: VerifiedSignatureCache,
+): RowVerdict {
   const permissionId = text(row['permission_id']);
   const signingKeyId = text(row['signing_key_id']);
   const label = `permission ${quote(permissionId ?? '?')}`;
@@ -110,7 +120,7 @@ export function checkPermissionRow(row: PermissionRow, input: RowSubject, keys: 
   if (signingKeyId === null || signingKeyId === '' || signingKeyId.length > MAX_TEXT) {
     return fail('bad_signature', `${label}: signing_key_id is empty or too long to have been signed`);
   }
-  const badSignature = verifySignature(row, input, permissionId, signingKeyId, publicKey);
+  const badSignature = verifySignature(row, input, permissionId, signingKeyId, publicKey, verified);
   if (badSignature !== undefined) return fail('bad_signature', `${label}: ${badSignature}`);
 
   if (row['scope_present'] !== true) {
@@ -132,6 +142,7 @@ function verifySignature(
   permissionId: string,
   signingKeyId: string,
   publicKey: KeyObject,
+  verified: VerifiedSignatureCache | undefined,
 ): string | undefined {
   const notBefore = row['not_before'];
   const notAfter = row['not_after'];
@@ -154,7 +165,14 @@ function verifySignature(
       notAfter,
     });
     // DER (r, s) as stored; OpenSSL accepts high-S, which upstream signers produce.
-    if (verify('sha256', bytes, publicKey, signature)) return undefined;
+    const ok = () => verify('sha256', bytes, publicKey, signature);
+    const signerSpki = row['signer_spki'];
+    // keys.get() above only returned a key for a Buffer SPKI; the check keeps the types honest.
+    const good =
+      verified !== undefined && Buffer.isBuffer(signerSpki)
+        ? verified.check(signerSpki, signature, bytes, ok)
+        : ok();
+    if (good) return undefined;
     return 'signature does not verify with the signing key';
   } catch (err) {
     return `signature cannot be checked: ${errorText(err)}`;
