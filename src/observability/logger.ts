@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { stdoutDestination, TurnBatchedDestination } from './turn-batched-destination.js';
 
 export type Logger = pino.Logger;
 
@@ -13,8 +14,8 @@ const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as
  * shipper already attaches the host, pod or unit; repeating them on every line only costs bytes. The
  * only base field is `service`, which tells our lines apart once aggregated.
  *
- * By default the destination is stdout written asynchronously (logging must not block the tunnels'
- * event loop); call {@link flushLogger} before exiting so the last lines are not lost.
+ * By default the destination is stdout, one synchronous write per event-loop turn (see
+ * turn-batched-destination.ts for why); {@link flushLogger} writes what is pending.
  */
 export function createLogger(
   level: string,
@@ -23,7 +24,7 @@ export function createLogger(
   if (!(LEVELS as readonly string[]).includes(level)) {
     throw new Error(`unknown log level "${level}": use one of ${LEVELS.join(', ')}`);
   }
-  const stream = destination ?? pino.destination({ dest: 1, sync: false });
+  const stream = destination ?? stdoutDestination();
   return pino(
     {
       level,
@@ -51,6 +52,14 @@ interface EventedStream {
  */
 export function flushLogger(logger: Logger): Promise<void> {
   const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym];
+  if (stream instanceof TurnBatchedDestination) {
+    try {
+      stream.flushSync();
+    } catch {
+      // stdout is gone; shutdown goes on.
+    }
+    return Promise.resolve();
+  }
   if (!isEventedStream(stream)) return Promise.resolve();
   if (isSonicBoom(stream)) {
     if (stream.destroyed) return Promise.resolve();
