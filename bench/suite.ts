@@ -10,12 +10,13 @@
  * (bench/suite-load.ts), and the proxy under test; all share the machine.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
-import { cpus, totalmem } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freshDatabase } from '../test/helpers/db.js';
-import { CLI_PATH, startGatewayProcess } from '../test/helpers/gateway-process.js';
+import { CLI_PATH } from '../test/helpers/gateway-process.js';
 import { createTestPki } from '../test/helpers/pki.js';
 import {
   cpuMs,
@@ -111,43 +112,52 @@ function sh(cmd: string, args: string[]): string {
 }
 
 /**
- * The gateway CLI started here rather than by the test helper: under `node --cpu-prof` (not allowed in
- * NODE_OPTIONS) and/or from another build (BENCH_GATEWAY_CLI, to A/B a proposed change).
+ * The gateway under test, its audit log going to a file, as a deployment's log shipper would take it:
+ * parsing every line in this process (which is also the sink) would take CPU from the shared cores.
+ * BENCH_PROFILE=<dir> runs it under `node --cpu-prof`; BENCH_GATEWAY_CLI runs another build (A/B).
  */
-async function startOwnGateway(
+async function startBenchGateway(
   config: string,
-  cli: string,
-  dir: string | undefined,
+  logPath: string,
 ): Promise<{ child: ChildProcess; port: number; stop(): Promise<unknown> }> {
+  const dir = process.env['BENCH_PROFILE'];
+  const cli = process.env['BENCH_GATEWAY_CLI'] ?? CLI_PATH;
+  const out = openSync(logPath, 'w');
   const child = spawn(
     process.execPath,
     [...(dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []), cli, 'serve', '--config', config],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
+    { stdio: ['ignore', out, 'inherit'] },
   );
-  const exited = new Promise((r) => child.once('exit', r));
-  const port = await new Promise<number>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => {
-      buf += c;
-      const m =
-        /"msg":"listening".*?"listen_addr":"[^"]*:(\d+)"|"listen_addr":"[^"]*:(\d+)".*?"msg":"listening"/.exec(
-          buf,
-        );
-      if (m) resolve(Number(m[1] ?? m[2]));
-      if (buf.length > 1e6) buf = '';
-    });
-    void exited.then(() => reject(new Error('profiled gateway exited before listening')));
-  });
+  closeSync(out);
+  let exited = false;
+  const done = new Promise((r) => child.once('exit', r)).then(() => (exited = true));
+  let port: number | undefined;
+  for (let waited = 0; port === undefined; waited += 50) {
+    if (exited || waited > 30_000) throw new Error(`gateway did not start; see ${logPath}`);
+    await new Promise((r) => setTimeout(r, 50));
+    const m =
+      /"msg":"listening".*?"listen_addr":"[^"]*:(\d+)"|"listen_addr":"[^"]*:(\d+)".*?"msg":"listening"/.exec(
+        readFileSync(logPath, 'utf8'),
+      );
+    if (m) port = Number(m[1] ?? m[2]);
+  }
   return {
     child,
     port,
     stop() {
       child.kill('SIGTERM');
-      return exited;
+      return done;
     },
   };
+}
+
+/** What the gateway logged last, apart from the per-tunnel lines, for a failed measurement. */
+function lastGatewayLines(logPath: string): string[] {
+  if (!existsSync(logPath)) return [];
+  return readFileSync(logPath, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '' && !l.includes('"msg":"CONNECT allowed"') && !l.includes('"msg":"tunnel closed"'))
+    .slice(-10);
 }
 
 async function main(): Promise<void> {
@@ -161,13 +171,9 @@ async function main(): Promise<void> {
   await grantBenchAgent(db.sql, agent, 'bench-agent', [authority]);
   // The last section of the file: 2,000 idle tunnels of one identity need the per-identity cap off.
   const config = await writeBenchGatewayConfig(pki, db.url, '[rate_limit]\nmax_tunnels_per_identity = 0');
-  // BENCH_PROFILE=<dir>: the gateway writes a V8 CPU profile there when it exits.
-  const profileDir = process.env['BENCH_PROFILE'];
-  const otherCli = process.env['BENCH_GATEWAY_CLI'];
-  const gateway =
-    profileDir || otherCli
-      ? await startOwnGateway(config, otherCli ?? CLI_PATH, profileDir)
-      : await startGatewayProcess(config);
+  const logDir = mkdtempSync(join(tmpdir(), 'agw-bench-logs-'));
+  const gatewayLog = join(logDir, 'gateway.jsonl');
+  const gateway = await startBenchGateway(config, gatewayLog);
   const { child: relay, port: relayPort } = await startBareRelay({
     certPath: pki.serverCertPath,
     keyPath: pki.serverKeyPath,
@@ -237,7 +243,10 @@ async function main(): Promise<void> {
     for (const k of ONLY.has('idle') ? kinds : []) {
       // The gateway serves both protocols: each gets a fresh gateway process of its own, so the
       // memory freed by the other's closed tunnels does not hide its cost.
-      const fresh = k === 'h1' || k === 'h2' ? await startGatewayProcess(config) : undefined;
+      const fresh =
+        k === 'h1' || k === 'h2'
+          ? await startBenchGateway(config, join(logDir, `idle-${k}.jsonl`))
+          : undefined;
       const pid = fresh ? fresh.child.pid! : proxies[k].pid;
       const t = fresh ? { ...target(k), port: fresh.port } : target(k);
       try {
@@ -573,11 +582,7 @@ async function main(): Promise<void> {
       log(`wrote ${OUT}`);
     }
   } catch (err) {
-    // What the gateway said last, for a failed measurement.
-    const logs = 'logs' in gateway ? gateway.logs : [];
-    for (const l of logs.filter((x) => x.msg !== 'CONNECT allowed' && x.msg !== 'tunnel closed').slice(-10)) {
-      log(`gateway: ${JSON.stringify(l)}`);
-    }
+    for (const l of lastGatewayLines(gatewayLog)) log(`gateway: ${l}`);
     throw err;
   } finally {
     await stopAll([
@@ -587,6 +592,7 @@ async function main(): Promise<void> {
       () => sink.close(),
       () => db.drop(),
       () => pki.cleanup(),
+      () => rmSync(logDir, { recursive: true, force: true }),
     ]);
   }
 }
