@@ -22,6 +22,12 @@ export const serverSchema = z.strictObject({
   tls_key_path: z.string().min(1),
   handshake_timeout_ms: positiveInt().default(10_000),
   request_timeout_ms: positiveInt().default(10_000),
+  /**
+   * TLS session tickets: how long a returning client may resume without a full handshake, and how often
+   * the ticket key is replaced. 0 turns resumption off. At most a day: a ticket is a bearer credential
+   * for the session it resumes.
+   */
+  tls_session_lifetime_s: nonNegativeInt().max(86_400).default(300),
   tunnel_idle_timeout_s: positiveInt().default(900),
   shutdown_grace_s: nonNegativeInt().default(30),
   /** HTTP/2: concurrent CONNECT streams per client connection. */

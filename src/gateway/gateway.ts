@@ -93,11 +93,12 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   });
 
   const sockets = new Set<TLSSocket>();
-  const server = createTlsListener({
+  const { server } = createTlsListener({
     certPem,
     keyPem,
     handshakeTimeoutMs: config.server.handshake_timeout_ms,
     requestTimeoutMs: config.server.request_timeout_ms,
+    sessionLifetimeS: config.server.tls_session_lifetime_s,
     identityOidContent: loaded.identityOidContent,
     logger,
     onHttp1: (socket) => {

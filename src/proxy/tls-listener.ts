@@ -3,12 +3,15 @@ import { CertificateError, readClientCertificate } from '../identity/client-cert
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import { attachConnectionInfo, type ConnectionInfo, formatPeer } from './connection-info.js';
+import { rotateTicketKeys, sessionTicketOptions, type TicketKeyRotation } from './session-tickets.js';
 
 export interface TlsListenerOptions {
   readonly certPem: Buffer;
   readonly keyPem: Buffer;
   readonly handshakeTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Lifetime of TLS session tickets, and how often their key is replaced; 0 = no resumption. */
+  readonly sessionLifetimeS: number;
   /** DER content bytes of policy.client_ext_oid, encoded once at config load. */
   readonly identityOidContent: Buffer;
   readonly logger: Logger;
@@ -22,7 +25,10 @@ export interface TlsListenerOptions {
  * it sent). It reads the identity once per connection, then hands the socket to the HTTP/2 or
  * HTTP/1.1 front end by ALPN.
  */
-export function createTlsListener(options: TlsListenerOptions): Server {
+export function createTlsListener(options: TlsListenerOptions): {
+  server: Server;
+  tickets: TicketKeyRotation;
+} {
   const { logger } = options;
   const server = createServer({
     cert: options.certPem,
@@ -38,6 +44,7 @@ export function createTlsListener(options: TlsListenerOptions): Server {
     // Without it Nagle holds the small "200" until the client's delayed ACK: ~40 ms per new tunnel.
     // (The HTTP/1.1 parser's own noDelay does not reach a socket handed to it from outside.)
     noDelay: true,
+    ...sessionTicketOptions(options.sessionLifetimeS),
   });
 
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
@@ -72,7 +79,7 @@ export function createTlsListener(options: TlsListenerOptions): Server {
     else options.onHttp1(socket);
   });
 
-  return server;
+  return { server, tickets: rotateTicketKeys(server, options.sessionLifetimeS) };
 }
 
 function identify(

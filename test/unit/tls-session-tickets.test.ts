@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { connect, type Server, type TLSSocket } from 'node:tls';
+import { encodeOidContent } from '../../src/identity/oid.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { DEFAULT_IDENTITY_EXTENSION_OID } from '../../src/pki/identity-extension.js';
+import { connectionInfoOf } from '../../src/proxy/connection-info.js';
+import type { TicketKeyRotation } from '../../src/proxy/session-tickets.js';
+import { createTlsListener } from '../../src/proxy/tls-listener.js';
+import { createTestPki, type TestAgent, type TestPki } from '../helpers/pki.js';
+
+/** A listener whose HTTP/1.1 hand-off records what the listener read from each connection. */
+async function listener(
+  pki: TestPki,
+  sessionLifetimeS: number,
+): Promise<{ server: Server; tickets: TicketKeyRotation; port: number; seen: string[] }> {
+  const seen: string[] = [];
+  const { server, tickets } = createTlsListener({
+    certPem: Buffer.from(pki.server.certPem),
+    keyPem: Buffer.from(pki.server.keyPem),
+    handshakeTimeoutMs: 5000,
+    requestTimeoutMs: 5000,
+    sessionLifetimeS,
+    identityOidContent: encodeOidContent(DEFAULT_IDENTITY_EXTENSION_OID),
+    logger: createLogger('silent'),
+    onHttp2: (socket) => socket.destroy(),
+    onHttp1: (socket: TLSSocket) => {
+      const info = connectionInfoOf(socket);
+      seen.push(`${info?.identity}:${info?.spki.toString('hex').slice(-16)}`);
+      // The client learns its ticket once it reads; answer, then let it close.
+      socket.end('ok');
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, tickets, port: (server.address() as AddressInfo).port, seen };
+}
+
+/** One connection; returns whether it resumed and the ticket it was given (if any). */
+function dial(
+  port: number,
+  agent: TestAgent,
+  pki: TestPki,
+  session?: Buffer,
+): Promise<{ reused: boolean; ticket: Buffer | undefined }> {
+  return new Promise((resolve, reject) => {
+    let ticket: Buffer | undefined;
+    let reused = false;
+    const socket = connect({
+      host: '127.0.0.1',
+      port,
+      ca: pki.ca.certPem,
+      servername: 'localhost',
+      cert: agent.certPem,
+      key: agent.keyPem,
+      ALPNProtocols: ['http/1.1'],
+      ...(session ? { session } : {}),
+    });
+    socket.on('session', (s: Buffer) => {
+      ticket = s;
+    });
+    socket.once('secureConnect', () => {
+      reused = socket.isSessionReused();
+    });
+    socket.on('error', reject);
+    socket.resume();
+    socket.on('close', () => resolve({ reused, ticket }));
+  });
+}
+
+describe('TLS session tickets', () => {
+  let pki: TestPki;
+  let agent: TestAgent;
+  before(async () => {
+    pki = await createTestPki();
+    agent = await pki.agent('agent-resume');
+  });
+  after(() => pki.cleanup());
+
+  test('a returning client resumes, and the listener reads the same identity and key as before', async () => {
+    const l = await listener(pki, 300);
+    try {
+      const first = await dial(l.port, agent, pki);
+      assert.equal(first.reused, false);
+      assert.ok(first.ticket, 'the server issued a ticket');
+      const second = await dial(l.port, agent, pki, first.ticket);
+      assert.equal(second.reused, true);
+      assert.equal(l.seen.length, 2);
+      assert.equal(l.seen[1], l.seen[0]);
+      assert.match(l.seen[0] ?? '', /^agent-resume:/);
+    } finally {
+      l.server.close();
+    }
+  });
+
+  test('after a key rotation an old ticket no longer resumes: the client does a full handshake', async () => {
+    const l = await listener(pki, 300);
+    try {
+      const first = await dial(l.port, agent, pki);
+      l.tickets.rotate();
+      const second = await dial(l.port, agent, pki, first.ticket);
+      assert.equal(second.reused, false);
+      assert.equal(l.seen[1], l.seen[0], 'the full handshake identifies the same agent');
+      const third = await dial(l.port, agent, pki, second.ticket);
+      assert.equal(third.reused, true, 'the ticket issued under the new key works');
+    } finally {
+      l.server.close();
+    }
+  });
+
+  test('a ticket from another gateway process (another key) does not resume', async () => {
+    const a = await listener(pki, 300);
+    const b = await listener(pki, 300);
+    try {
+      const first = await dial(a.port, agent, pki);
+      const other = await dial(b.port, agent, pki, first.ticket);
+      assert.equal(other.reused, false);
+    } finally {
+      a.server.close();
+      b.server.close();
+    }
+  });
+
+  test('tls_session_lifetime_s = 0: no resumption', async () => {
+    const l = await listener(pki, 0);
+    try {
+      const first = await dial(l.port, agent, pki);
+      const second = await dial(l.port, agent, pki, first.ticket);
+      assert.equal(second.reused, false);
+      assert.equal(l.seen.length, 2);
+    } finally {
+      l.server.close();
+    }
+  });
+});
