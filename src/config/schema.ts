@@ -71,6 +71,11 @@ export const policySchema = z
     connect_timeout_ms: positiveInt().default(5000),
     pool_acquire_timeout_ms: positiveInt().default(1000),
     query_timeout_ms: positiveInt().default(500),
+    /**
+     * Opt-in: how long an allow may be reused without asking the registry (0 = every CONNECT queries).
+     * A revocation then takes up to this long to act; denies are never cached. At most a minute.
+     */
+    decision_cache_ms: nonNegativeInt().max(60_000).default(0),
   })
   .superRefine((p, ctx) => {
     // zod skips this refinement when another policy key already failed; the loader repeats the check on

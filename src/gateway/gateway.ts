@@ -60,6 +60,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   const policy = createPolicyEngine(sql, {
     acquireTimeoutMs: config.policy.pool_acquire_timeout_ms,
     queryTimeoutMs: config.policy.query_timeout_ms,
+    decisionCacheMs: config.policy.decision_cache_ms,
   });
 
   const limiter = new RateLimiter(rateLimitSettings(config.rate_limit));

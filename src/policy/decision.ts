@@ -4,7 +4,13 @@ export type { DenyReason };
 
 /** The policy's answer for one CONNECT. A deny carries the reason for the log, never for the client. */
 export type PolicyDecision =
-  | { allowed: true; permissionId: string; signingKeyId: string }
+  | {
+      allowed: true;
+      permissionId: string;
+      signingKeyId: string;
+      /** Answered from the opt-in decision cache (policy.decision_cache_ms), not a registry query. */
+      cached?: true;
+    }
   | { allowed: false; reason: DenyReason; detail?: string };
 
 export interface PolicyEngine {

@@ -1,6 +1,7 @@
 import type postgres from 'postgres';
 import { normalizeDestination } from '../destination/normalize.js';
 import type { DenyReason, PolicyDecision, PolicyEngine } from './decision.js';
+import { DecisionCache } from './decision-cache.js';
 import {
   checkPermissionRow,
   errorText,
@@ -33,11 +34,17 @@ export interface PolicyEngineOptions {
   queryTimeoutMs: number;
   /** Candidate rows examined per decision (newest not_after first). Default 8, at most 64. */
   maxCandidates?: number;
+  /** config policy.decision_cache_ms: how long an allow may be reused; 0 or absent = every CONNECT queries. */
+  decisionCacheMs?: number;
+  /** Clock of the decision cache (tests); monotonic milliseconds by default. */
+  now?: () => number;
 }
 
 const KEY_CACHE_ENTRIES = 1024;
 /** ~60 bytes each; enough for the live permissions of a large fleet, bounded against junk rows. */
 const VERIFIED_SIGNATURE_ENTRIES = 16_384;
+/** Cached allows (identity, key, destination); bounded so a fleet cannot grow the gateway's memory. */
+const DECISION_CACHE_ENTRIES = 65_536;
 
 /**
  * Only rows with revoked_at IS NULL are read: that is what the interop partial index covers, so the lookup
@@ -47,7 +54,10 @@ const VERIFIED_SIGNATURE_ENTRIES = 16_384;
  */
 function candidateQuery(limit: number): string {
   return `
-SELECT${PERMISSION_ROW_COLUMNS}${PERMISSION_ROW_FROM}
+SELECT${PERMISSION_ROW_COLUMNS},
+  -- How long this row (and its signer) stay valid, on the database clock: bounds a cached allow.
+  -- A covering scope ends no earlier than the permission (scope_covers), so it needs no term here.
+  (extract(epoch FROM (least(p.not_after, k.not_after) - now())) * 1000)::float8 AS valid_for_ms${PERMISSION_ROW_FROM}
 WHERE p.subject_identity = $1 AND p.destination = $2 AND p.subject_public_key_spki_der = $3
   AND p.revoked_at IS NULL
 ORDER BY p.not_after DESC
@@ -83,6 +93,8 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
   const deadlineMs = Math.max(1, opts.acquireTimeoutMs + opts.queryTimeoutMs);
   const keys = new SigningKeyCache(KEY_CACHE_ENTRIES);
   const verified = new VerifiedSignatureCache(VERIFIED_SIGNATURE_ENTRIES);
+  const cacheMs = Math.max(0, Math.trunc(opts.decisionCacheMs ?? 0));
+  const cache = cacheMs > 0 ? new DecisionCache(cacheMs, DECISION_CACHE_ENTRIES, opts.now) : undefined;
   let closed = false;
 
   async function decide(identity: string, spki: Buffer, destination: string): Promise<PolicyDecision> {
@@ -90,9 +102,21 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
       if (closed) return deny('policy_error', 'policy engine is closed');
       const input = checkInput(identity, spki, destination);
       if ('reason' in input) return input;
+      const hit = cache?.get(input.identity, input.spki, input.destination);
+      if (hit)
+        return {
+          allowed: true,
+          permissionId: hit.permissionId,
+          signingKeyId: hit.signingKeyId,
+          cached: true,
+        };
       const rows = await runQuery(input.spki, input.identity, input.destination);
       if (!('rows' in rows)) return rows;
-      return judge(rows.rows, input, keys, verified);
+      const verdict = judge(rows.rows, input, keys, verified);
+      if (!verdict.allowed) return verdict;
+      const { validForMs, ...allow } = verdict;
+      if (cache && !closed) cache.put(input.identity, input.spki, input.destination, allow, validForMs);
+      return allow;
     } catch (err) {
       // Belt and braces: nothing above should throw, but decide() must never reject.
       return deny('policy_error', errorText(err));
@@ -131,6 +155,7 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
       closed = true;
       keys.clear();
       verified.clear();
+      cache?.clear();
       await sql.end({ timeout: 5 });
     },
   };
@@ -167,12 +192,18 @@ function judge(
   input: CheckedInput,
   keys: SigningKeyCache,
   verified: VerifiedSignatureCache,
-): PolicyDecision {
+): Deny | (Extract<PolicyDecision, { allowed: true }> & { validForMs: number }) {
   let best: { reason: DenyReason; detail: string; depth: number } | undefined;
   for (const row of rows) {
     const verdict = checkPermissionRow(row, input, keys, verified);
     if (verdict.ok) {
-      return { allowed: true, permissionId: verdict.permissionId, signingKeyId: verdict.signingKeyId };
+      const validForMs = typeof row['valid_for_ms'] === 'number' ? row['valid_for_ms'] : Number.NaN;
+      return {
+        allowed: true,
+        permissionId: verdict.permissionId,
+        signingKeyId: verdict.signingKeyId,
+        validForMs,
+      };
     }
     const depth = DEPTH[verdict.reason] ?? 0;
     if (best === undefined || depth > best.depth) best = { ...verdict, depth };

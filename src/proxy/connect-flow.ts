@@ -127,6 +127,8 @@ async function authorizeAndDial(
     return { kind: 'reject', status: 403 };
   }
   fields['permission_id'] = decision.permissionId;
+  // An investigator must be able to tell an allow that was reused (policy.decision_cache_ms) from a query.
+  if (decision.cached) fields['policy_cache'] = 'hit';
   fields['signing_key_id'] = decision.signingKeyId;
   if (req.cancelled()) return { kind: 'cancelled' };
 

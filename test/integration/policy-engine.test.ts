@@ -722,6 +722,90 @@ describe('failures deny without throwing', () => {
   });
 });
 
+describe('decision cache (policy.decision_cache_ms, opt-in)', () => {
+  const TTL = 60_000;
+  let clock = 0;
+  let cached: PolicyEngine;
+  before(() => {
+    cached = createPolicyEngine(openRegistry(db.url, POLICY), {
+      acquireTimeoutMs: 10_000,
+      queryTimeoutMs: 10_000,
+      decisionCacheMs: TTL,
+      now: () => clock,
+    });
+  });
+  after(() => cached?.close());
+
+  test('off by default: the default engine never answers from a cache', async () => {
+    const { principal, agent, permission } = await granted();
+    for (let i = 0; i < 2; i++) {
+      assertAllowed(await engine.decide(agent.identity, agent.spki, DEST), permission, principal);
+    }
+  });
+
+  test('an allow is reused until the TTL, so a revocation acts only once it has passed', async () => {
+    const { principal, agent, permission } = await granted();
+    assertAllowed(await cached.decide(agent.identity, agent.spki, DEST), permission, principal);
+    assert.equal(await revokePermission(admin, permission.permissionId), true);
+    assert.deepEqual(await cached.decide(agent.identity, agent.spki, DEST), {
+      allowed: true,
+      permissionId: permission.permissionId,
+      signingKeyId: principal.keyId,
+      cached: true,
+    });
+    clock += TTL;
+    assertDenied(await cached.decide(agent.identity, agent.spki, DEST), 'no_matching_permission');
+  });
+
+  test('a deny is never cached: a permission granted after a refusal allows at once', async () => {
+    const principal = await newPrincipal();
+    await delegate(principal);
+    const agent = newAgent();
+    assertDenied(await cached.decide(agent.identity, agent.spki, DEST), 'no_matching_permission');
+    const permission = await grant(principal, agent);
+    assertAllowed(await cached.decide(agent.identity, agent.spki, DEST), permission, principal);
+  });
+
+  test('another key, another identity or another destination is a miss, decided by the registry', async () => {
+    const { principal, agent } = await granted();
+    await cached.decide(agent.identity, agent.spki, DEST);
+    assertDenied(await cached.decide(agent.identity, newAgent().spki, DEST), 'no_matching_permission');
+    assertDenied(await cached.decide(`${agent.identity}x`, agent.spki, DEST), 'no_matching_permission');
+    assertDenied(
+      await cached.decide(agent.identity, agent.spki, 'api.example.com:444'),
+      'no_matching_permission',
+    );
+    await delegate(principal, 'other.example.com:443');
+    assertDenied(
+      await cached.decide(agent.identity, agent.spki, 'other.example.com:443'),
+      'no_matching_permission',
+    );
+  });
+
+  test('an entry expires with the permission even when the TTL is longer', async () => {
+    const principal = await newPrincipal();
+    await delegate(principal);
+    const agent = newAgent();
+    // Valid for 10 more seconds on the database clock; the cache TTL is 60 s.
+    const permission = await grant(principal, agent, {
+      window: { notBefore: { fromNow: '-1 day' }, notAfter: { fromNow: '10 seconds' } },
+    });
+    assertAllowed(await cached.decide(agent.identity, agent.spki, DEST), permission, principal);
+    const second = await cached.decide(agent.identity, agent.spki, DEST);
+    assert.equal(second.allowed && second.cached, true, 'reused within its validity');
+    clock += 11_000;
+    // Past the row's remaining validity by the cache's clock: asked again (the database, whose clock has
+    // not moved 11 s, still allows, but from a query: no `cached`).
+    assertAllowed(await cached.decide(agent.identity, agent.spki, DEST), permission, principal);
+  });
+
+  test('a tampered request (bad identity) is refused before the cache is consulted', async () => {
+    const { agent } = await granted();
+    await cached.decide(agent.identity, agent.spki, DEST);
+    assertDenied(await cached.decide(`${agent.identity}\0`, agent.spki, DEST), 'malformed_identity');
+  });
+});
+
 describe('writer', () => {
   test('defaults take the database clock and store exactly what was signed', async () => {
     const { permission } = await granted();

@@ -1,0 +1,74 @@
+/** A decision that allowed, as the cache hands it back. */
+export interface CachedAllow {
+  readonly permissionId: string;
+  readonly signingKeyId: string;
+}
+
+interface Entry extends CachedAllow {
+  readonly expiresAt: number;
+}
+
+/**
+ * Opt-in (`policy.decision_cache_ms`, default 0 = off): remembers allows for a bounded time so that an
+ * agent opening many tunnels to the same destination does not cost a registry round trip each.
+ *
+ * The trade is explicit: with the cache on, a revocation (of the permission, its signer or the scope)
+ * takes effect within `decision_cache_ms` instead of on the very next CONNECT. What does not change:
+ * - only allows are remembered; every deny is decided afresh (a client cannot make the gateway remember
+ *   anything by being refused, and a newly granted permission is seen at once);
+ * - the key is the exact identity, the exact client public key (SPKI bytes) and the normalized
+ *   destination, so a certificate with another key, or another port, is a miss;
+ * - an entry never outlives the rows it came from: it expires at the earlier of `decision_cache_ms` and
+ *   the permission's or signer's `not_after`, counted from the database's clock at the query.
+ * The clock is injected (monotonic by default) so tests need no sleeping.
+ */
+export class DecisionCache {
+  readonly #entries = new Map<string, Entry>();
+
+  constructor(
+    readonly maxAgeMs: number,
+    readonly maxEntries: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  get(identity: string, spki: Buffer, destination: string): CachedAllow | undefined {
+    const id = key(identity, spki, destination);
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return undefined;
+    if (this.now() >= entry.expiresAt) {
+      this.#entries.delete(id);
+      return undefined;
+    }
+    return entry;
+  }
+
+  /** `validForMs`: how long the allowing rows stay valid, from the database (NaN or <= 0: not cached). */
+  put(identity: string, spki: Buffer, destination: string, allow: CachedAllow, validForMs: number): void {
+    const lifetime = Math.min(this.maxAgeMs, validForMs);
+    if (!(lifetime > 0)) return;
+    const id = key(identity, spki, destination);
+    this.#entries.delete(id); // re-inserted last: the Map's order is the eviction order
+    if (this.#entries.size >= this.maxEntries) {
+      const oldest = this.#entries.keys().next();
+      if (oldest.done !== true) this.#entries.delete(oldest.value);
+    }
+    this.#entries.set(id, {
+      permissionId: allow.permissionId,
+      signingKeyId: allow.signingKeyId,
+      expiresAt: this.now() + lifetime,
+    });
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+}
+
+/** NUL cannot occur in an identity (refused before) nor in a normalized destination: an unambiguous join. */
+function key(identity: string, spki: Buffer, destination: string): string {
+  return `${identity}\0${destination}\0${spki.toString('base64')}`;
+}

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { DecisionCache } from '../../src/policy/decision-cache.js';
+
+const spki = Buffer.from('client key');
+const allow = { permissionId: 'perm-1', signingKeyId: 'key-1' };
+
+function cacheAt(maxAgeMs: number, maxEntries = 8): { cache: DecisionCache; advance: (ms: number) => void } {
+  let now = 1000;
+  const advance = (ms: number): void => {
+    now += ms;
+  };
+  return { cache: new DecisionCache(maxAgeMs, maxEntries, () => now), advance };
+}
+
+describe('DecisionCache', () => {
+  test("an entry lives for the shorter of the TTL and the rows' validity", () => {
+    const ttl = cacheAt(100);
+    ttl.cache.put('a', spki, 'h:1', allow, 5000);
+    ttl.advance(99);
+    assert.deepEqual(ttl.cache.get('a', spki, 'h:1')?.permissionId, 'perm-1');
+    ttl.advance(1);
+    assert.equal(ttl.cache.get('a', spki, 'h:1'), undefined);
+
+    const rows = cacheAt(5000);
+    rows.cache.put('a', spki, 'h:1', allow, 30);
+    rows.advance(30);
+    assert.equal(rows.cache.get('a', spki, 'h:1'), undefined);
+  });
+
+  test('rows already expired, or a validity that is not a number, are not cached', () => {
+    const { cache } = cacheAt(1000);
+    cache.put('a', spki, 'h:1', allow, 0);
+    cache.put('b', spki, 'h:1', allow, -5);
+    cache.put('c', spki, 'h:1', allow, Number.NaN);
+    assert.equal(cache.size, 0);
+  });
+
+  test('the key is the exact identity, key bytes and destination', () => {
+    const { cache } = cacheAt(1000);
+    cache.put('a', spki, 'h:1', allow, 1000);
+    assert.equal(cache.get('a', Buffer.from('client kez'), 'h:1'), undefined);
+    assert.equal(cache.get('A', spki, 'h:1'), undefined);
+    assert.equal(cache.get('a', spki, 'h:2'), undefined);
+    assert.ok(cache.get('a', spki, 'h:1'));
+  });
+
+  test('is bounded: the oldest entry goes first', () => {
+    const { cache } = cacheAt(1000, 2);
+    for (const id of ['a', 'b', 'c']) cache.put(id, spki, 'h:1', allow, 1000);
+    assert.equal(cache.size, 2);
+    assert.equal(cache.get('a', spki, 'h:1'), undefined);
+    assert.ok(cache.get('c', spki, 'h:1'));
+  });
+});
