@@ -138,6 +138,7 @@ export function writeBenchGatewayConfig(
   pki: { dir: string; serverCertPath: string; serverKeyPath: string },
   databaseUrl: string,
   extraEgress?: string,
+  extraPolicy?: string,
 ): Promise<string> {
   return writeGatewayConfig({
     dir: pki.dir,
@@ -146,6 +147,7 @@ export function writeBenchGatewayConfig(
     keyPath: pki.serverKeyPath,
     extraServer: 'h2_stream_window_bytes = 1048576\nh2_connection_window_bytes = 16777216',
     ...(extraEgress === undefined ? {} : { extraEgress }),
+    ...(extraPolicy === undefined ? {} : { extraPolicy }),
   });
 }
 
