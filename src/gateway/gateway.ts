@@ -176,7 +176,8 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     limiter.stop();
     http2.destroySessions();
     for (const socket of sockets) socket.destroy();
-    await closeRegistry(sql);
+    // Closing the engine clears its caches (a cached allow must not outlive the pool) and ends the pool.
+    await Promise.race([policy.close(), closeRegistry(sql)]).catch(() => undefined);
     logger.info({ result, tunnels_cut: result === 'deadline' ? leftOpen : 0 }, LogEvent.shutdownComplete);
   }
 }

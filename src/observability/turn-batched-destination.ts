@@ -39,18 +39,42 @@ export class TurnBatchedDestination {
     return true;
   }
 
-  /** Writes every pending line now; returns once they were handed to the operating system. */
+  /**
+   * Writes every pending line now; returns once they were handed to the operating system. The batch is
+   * taken before the write: if the write throws (stdout is gone), those lines are lost with it and the
+   * error ends the process, which is all that can be done without a place to write them.
+   */
   flushSync(): void {
     if (this.#pending.length === 0) return;
     const text = this.#pending.length === 1 ? (this.#pending[0] as string) : this.#pending.join('');
     this.#pending = [];
     this.out.write(text);
   }
+
+  /** pino's `logger.flush(cb)`. */
+  flush(cb?: (err?: Error) => void): void {
+    try {
+      this.flushSync();
+      cb?.();
+    } catch (err) {
+      if (!cb) throw err;
+      cb(err as Error);
+    }
+  }
 }
 
-/** Standard output, batched per turn, flushed when the process exits (also after an uncaught error). */
+let stdout: TurnBatchedDestination | undefined;
+
+/**
+ * Standard output, batched per turn, flushed when the process exits (also after an uncaught error; a
+ * SIGKILL or an abort loses at most the current turn's lines). One per process: every logger on stdout
+ * shares it, so there is one exit hook and lines from different loggers keep their order.
+ */
 export function stdoutDestination(): TurnBatchedDestination {
-  const destination = new TurnBatchedDestination(pino.destination({ dest: 1, sync: true }));
-  process.once('exit', () => destination.flushSync());
-  return destination;
+  if (stdout === undefined) {
+    const destination = new TurnBatchedDestination(pino.destination({ dest: 1, sync: true }));
+    process.once('exit', () => destination.flushSync());
+    stdout = destination;
+  }
+  return stdout;
 }

@@ -19,7 +19,9 @@ interface Entry extends CachedAllow {
  * - the key is the exact identity, the exact client public key (SPKI bytes) and the normalized
  *   destination, so a certificate with another key, or another port, is a miss;
  * - an entry never outlives the rows it came from: it expires at the earlier of `decision_cache_ms` and
- *   the permission's or signer's `not_after`, counted from the database's clock at the query.
+ *   the permission's or signer's `not_after`, both counted from the moment the query was *sent* (a slow
+ *   answer that started before a revocation cannot stretch the bound by its own latency);
+ * - a fresh deny for the same key removes any entry (a slow allow cannot outlive a later refusal).
  * The clock is injected (monotonic by default) so tests need no sleeping.
  */
 export class DecisionCache {
@@ -42,10 +44,25 @@ export class DecisionCache {
     return entry;
   }
 
-  /** `validForMs`: how long the allowing rows stay valid, from the database (NaN or <= 0: not cached). */
-  put(identity: string, spki: Buffer, destination: string, allow: CachedAllow, validForMs: number): void {
-    const lifetime = Math.min(this.maxAgeMs, validForMs);
-    if (!(lifetime > 0)) return;
+  /** This cache's clock; read before a query is sent, to pass to put(). */
+  clock(): number {
+    return this.now();
+  }
+
+  /**
+   * `validForMs`: how long the allowing rows stay valid, from the database (NaN or <= 0: not cached);
+   * `queriedAt`: clock() when the query was sent, from which both bounds are counted.
+   */
+  put(
+    identity: string,
+    spki: Buffer,
+    destination: string,
+    allow: CachedAllow,
+    validForMs: number,
+    queriedAt: number,
+  ): void {
+    const expiresAt = queriedAt + Math.min(this.maxAgeMs, validForMs);
+    if (!(expiresAt > this.now())) return;
     const id = key(identity, spki, destination);
     this.#entries.delete(id); // re-inserted last: the Map's order is the eviction order
     if (this.#entries.size >= this.maxEntries) {
@@ -55,8 +72,12 @@ export class DecisionCache {
     this.#entries.set(id, {
       permissionId: allow.permissionId,
       signingKeyId: allow.signingKeyId,
-      expiresAt: this.now() + lifetime,
+      expiresAt,
     });
+  }
+
+  forget(identity: string, spki: Buffer, destination: string): void {
+    this.#entries.delete(key(identity, spki, destination));
   }
 
   get size(): number {

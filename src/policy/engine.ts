@@ -20,8 +20,9 @@ export type { DenyReason, PolicyDecision, PolicyEngine } from './decision.js';
  *
  * Time is the database's: every "is it valid now" is a boolean computed against PostgreSQL's now() in the
  * same statement, so gateway hosts with skewed clocks agree with each other and with the admin tooling.
- * Nothing is cached but parsed public keys and the fact that given bytes verified under a given key (pure
- * functions of the row's bytes): every row is read afresh, so a revocation acts on the very next CONNECT.
+ * By default nothing is cached but parsed public keys and the fact that given bytes verified under a given
+ * key (pure functions of the row's bytes): every row is read afresh, so a revocation acts on the very next
+ * CONNECT. The opt-in decision cache (policy.decision_cache_ms) trades that for at most its TTL.
  *
  * Rows are attacker-influenced (whoever can write the registry, or tamper with it): every column is
  * type-checked, NULL fails closed, and large values are cut in SQL before they cross the wire.
@@ -110,12 +111,17 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
           signingKeyId: hit.signingKeyId,
           cached: true,
         };
+      const queriedAt = cache?.clock() ?? 0;
       const rows = await runQuery(input.spki, input.identity, input.destination);
-      if (!('rows' in rows)) return rows;
-      const verdict = judge(rows.rows, input, keys, verified);
-      if (!verdict.allowed) return verdict;
+      const verdict = 'rows' in rows ? judge(rows.rows, input, keys, verified) : rows;
+      if (!verdict.allowed) {
+        cache?.forget(input.identity, input.spki, input.destination);
+        return verdict;
+      }
       const { validForMs, ...allow } = verdict;
-      if (cache && !closed) cache.put(input.identity, input.spki, input.destination, allow, validForMs);
+      if (cache && !closed) {
+        cache.put(input.identity, input.spki, input.destination, allow, validForMs, queriedAt);
+      }
       return allow;
     } catch (err) {
       // Belt and braces: nothing above should throw, but decide() must never reject.
@@ -127,7 +133,7 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
     spki: Buffer,
     identity: string,
     destination: string,
-  ): Promise<{ rows: Row[] } | PolicyDecision> {
+  ): Promise<{ rows: Row[] } | Deny> {
     const pending = sql.unsafe<Row[]>(query, [identity, destination, spki], { prepare: true });
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<'timeout'>((resolve) => {

@@ -799,10 +799,17 @@ describe('decision cache (policy.decision_cache_ms, opt-in)', () => {
     assertAllowed(await cached.decide(agent.identity, agent.spki, DEST), permission, principal);
   });
 
-  test('a tampered request (bad identity) is refused before the cache is consulted', async () => {
-    const { agent } = await granted();
-    await cached.decide(agent.identity, agent.spki, DEST);
-    assertDenied(await cached.decide(`${agent.identity}\0`, agent.spki, DEST), 'malformed_identity');
+  test('a closed engine denies even what it had cached', async () => {
+    const own = createPolicyEngine(openRegistry(db.url, POLICY), {
+      acquireTimeoutMs: 10_000,
+      queryTimeoutMs: 10_000,
+      decisionCacheMs: TTL,
+      now: () => clock,
+    });
+    const { principal, agent, permission } = await granted();
+    assertAllowed(await own.decide(agent.identity, agent.spki, DEST), permission, principal);
+    await own.close();
+    assertDenied(await own.decide(agent.identity, agent.spki, DEST), 'policy_error');
   });
 });
 

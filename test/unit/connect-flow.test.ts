@@ -119,6 +119,17 @@ test('allowed: normalized destination to the policy, vetted address dialled, all
   assert.equal(allowed?.['trace_id'], 'a'.repeat(32));
 });
 
+test('an allow reused from the decision cache says so in the log; a queried one does not', async () => {
+  const queried = harness(ALLOW, { answers: ['127.0.0.1'] });
+  await flow(queried, `localhost:${port}`);
+  const fresh = queried.logs.find((l) => l['msg'] === 'CONNECT allowed');
+  assert.ok(fresh);
+  assert.equal('policy_cache' in fresh, false);
+  const reused = harness({ ...ALLOW, cached: true }, { answers: ['127.0.0.1'] });
+  await flow(reused, `localhost:${port}`);
+  assert.equal(reused.logs.find((l) => l['msg'] === 'CONNECT allowed')?.['policy_cache'], 'hit');
+});
+
 test('denied by policy: 403, and the name is never looked up nor dialled', async () => {
   const h = harness(DENY);
   const outcome = await flow(h, 'secret-exfil-channel.example.com:443');

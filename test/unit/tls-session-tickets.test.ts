@@ -42,10 +42,11 @@ function dial(
   agent: TestAgent,
   pki: TestPki,
   session?: Buffer,
-): Promise<{ reused: boolean; ticket: Buffer | undefined }> {
+): Promise<{ reused: boolean; ticket: Buffer | undefined; protocol: string | null }> {
   return new Promise((resolve, reject) => {
     let ticket: Buffer | undefined;
     let reused = false;
+    let protocol: string | null = null;
     const socket = connect({
       host: '127.0.0.1',
       port,
@@ -61,10 +62,11 @@ function dial(
     });
     socket.once('secureConnect', () => {
       reused = socket.isSessionReused();
+      protocol = socket.getProtocol();
     });
     socket.on('error', reject);
     socket.resume();
-    socket.on('close', () => resolve({ reused, ticket }));
+    socket.on('close', () => resolve({ reused, ticket, protocol }));
   });
 }
 
@@ -82,6 +84,7 @@ describe('TLS session tickets', () => {
     try {
       const first = await dial(l.port, agent, pki);
       assert.equal(first.reused, false);
+      assert.equal(first.protocol, 'TLSv1.3');
       assert.ok(first.ticket, 'the server issued a ticket');
       const second = await dial(l.port, agent, pki, first.ticket);
       assert.equal(second.reused, true);
@@ -125,6 +128,9 @@ describe('TLS session tickets', () => {
     const l = await listener(pki, 0);
     try {
       const first = await dial(l.port, agent, pki);
+      // With SSL_OP_NO_TICKET, TLS 1.3 still hands the client a (stateful) ticket; the server keeps no
+      // session cache, so offering it must not resume.
+      assert.ok(first.ticket, 'the client has something to offer');
       const second = await dial(l.port, agent, pki, first.ticket);
       assert.equal(second.reused, false);
       assert.equal(l.seen.length, 2);
