@@ -1,3 +1,5 @@
+import { setBounded } from './bounded-insert.js';
+
 /** A decision that allowed, as the cache hands it back. */
 export interface CachedAllow {
   readonly permissionId: string;
@@ -33,12 +35,19 @@ export class DecisionCache {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  get(identity: string, spki: Buffer, destination: string): CachedAllow | undefined {
-    const id = key(identity, spki, destination);
-    const entry = this.#entries.get(id);
+  /**
+   * The entry key for one request, built once per CONNECT and passed to get/put/forget. NUL cannot occur
+   * in an identity (refused before) nor in a normalized destination, so the join is unambiguous.
+   */
+  keyOf(identity: string, spki: Buffer, destination: string): string {
+    return `${identity}\0${destination}\0${spki.toString('base64')}`;
+  }
+
+  get(key: string): CachedAllow | undefined {
+    const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     if (this.now() >= entry.expiresAt) {
-      this.#entries.delete(id);
+      this.#entries.delete(key);
       return undefined;
     }
     return entry;
@@ -53,31 +62,15 @@ export class DecisionCache {
    * `validForMs`: how long the allowing rows stay valid, from the database (NaN or <= 0: not cached);
    * `queriedAt`: clock() when the query was sent, from which both bounds are counted.
    */
-  put(
-    identity: string,
-    spki: Buffer,
-    destination: string,
-    allow: CachedAllow,
-    validForMs: number,
-    queriedAt: number,
-  ): void {
+  put(key: string, allow: CachedAllow, validForMs: number, queriedAt: number): void {
     const expiresAt = queriedAt + Math.min(this.maxAgeMs, validForMs);
     if (!(expiresAt > this.now())) return;
-    const id = key(identity, spki, destination);
-    this.#entries.delete(id); // re-inserted last: the Map's order is the eviction order
-    if (this.#entries.size >= this.maxEntries) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done !== true) this.#entries.delete(oldest.value);
-    }
-    this.#entries.set(id, {
-      permissionId: allow.permissionId,
-      signingKeyId: allow.signingKeyId,
-      expiresAt,
-    });
+    const entry = { permissionId: allow.permissionId, signingKeyId: allow.signingKeyId, expiresAt };
+    setBounded(this.#entries, key, entry, this.maxEntries);
   }
 
-  forget(identity: string, spki: Buffer, destination: string): void {
-    this.#entries.delete(key(identity, spki, destination));
+  forget(key: string): void {
+    this.#entries.delete(key);
   }
 
   get size(): number {
@@ -87,9 +80,4 @@ export class DecisionCache {
   clear(): void {
     this.#entries.clear();
   }
-}
-
-/** NUL cannot occur in an identity (refused before) nor in a normalized destination: an unambiguous join. */
-function key(identity: string, spki: Buffer, destination: string): string {
-  return `${identity}\0${destination}\0${spki.toString('base64')}`;
 }

@@ -103,7 +103,8 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
       if (closed) return deny('policy_error', 'policy engine is closed');
       const input = checkInput(identity, spki, destination);
       if ('reason' in input) return input;
-      const hit = cache?.get(input.identity, input.spki, input.destination);
+      const cacheKey = cache?.keyOf(input.identity, input.spki, input.destination) ?? '';
+      const hit = cache?.get(cacheKey);
       if (hit)
         return {
           allowed: true,
@@ -115,12 +116,12 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
       const rows = await runQuery(input.spki, input.identity, input.destination);
       const verdict = 'rows' in rows ? judge(rows.rows, input, keys, verified) : rows;
       if (!verdict.allowed) {
-        cache?.forget(input.identity, input.spki, input.destination);
+        cache?.forget(cacheKey);
         return verdict;
       }
       const { validForMs, ...allow } = verdict;
       if (cache && !closed) {
-        cache.put(input.identity, input.spki, input.destination, allow, validForMs, queriedAt);
+        cache.put(cacheKey, allow, validForMs, queriedAt);
       }
       return allow;
     } catch (err) {
@@ -156,13 +157,13 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
 
   return {
     decide,
-    async close() {
+    async close(timeoutS = 5) {
       if (closed) return;
       closed = true;
       keys.clear();
       verified.clear();
       cache?.clear();
-      await sql.end({ timeout: 5 });
+      await sql.end({ timeout: timeoutS });
     },
   };
 }

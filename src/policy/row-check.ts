@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
 import { canonicalPermissionBytes, canonicalTimestampSql } from '../registry/canonical.js';
+import { setBounded } from './bounded-insert.js';
 import type { DenyReason } from './decision.js';
 import type { VerifiedSignatureCache } from './verified-signatures.js';
 
@@ -193,12 +194,7 @@ export class SigningKeyCache {
     const hit = this.#entries.get(id);
     if (hit !== undefined) return hit;
     const parsed = parseP256(spki);
-    if (this.#entries.size >= this.maxEntries) {
-      // Oldest first: Map iterates in insertion order.
-      const oldest = this.#entries.keys().next();
-      if (oldest.done !== true) this.#entries.delete(oldest.value);
-    }
-    this.#entries.set(id, parsed);
+    setBounded(this.#entries, id, parsed, this.maxEntries);
     return parsed;
   }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setBounded } from './bounded-insert.js';
 
 /**
  * Remembers signatures that verified, so the same row does not cost an ECDSA verify on every CONNECT
@@ -15,7 +16,7 @@ import { createHash } from 'node:crypto';
  * Bounded, oldest entry out first, because rows come from the database.
  */
 export class VerifiedSignatureCache {
-  readonly #entries = new Set<string>();
+  readonly #entries = new Map<string, true>();
   constructor(readonly maxEntries: number) {}
 
   /** Runs `verify` unless this exact (key, signature, message) verified before; remembers a success. */
@@ -23,12 +24,7 @@ export class VerifiedSignatureCache {
     const id = digest(signerSpki, signature, message);
     if (this.#entries.has(id)) return true;
     if (!verify()) return false;
-    if (this.#entries.size >= this.maxEntries) {
-      // Oldest first: a Set iterates in insertion order.
-      const oldest = this.#entries.values().next();
-      if (oldest.done !== true) this.#entries.delete(oldest.value);
-    }
-    this.#entries.add(id);
+    setBounded(this.#entries, id, true, this.maxEntries);
     return true;
   }
 
