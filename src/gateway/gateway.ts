@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type postgres from 'postgres';
 import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
 import { EgressGuard } from '../egress/guard.js';
@@ -177,7 +176,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     http2.destroySessions();
     for (const socket of sockets) socket.destroy();
     // Closing the engine clears its caches (a cached allow must not outlive the pool) and ends the pool.
-    await Promise.race([policy.close(), closeRegistry(sql)]).catch(() => undefined);
+    await policy.close(2).catch(() => undefined);
     logger.info({ result, tunnels_cut: result === 'deadline' ? leftOpen : 0 }, LogEvent.shutdownComplete);
   }
 }
@@ -185,8 +184,4 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
 function track(sockets: Set<TLSSocket>, socket: TLSSocket): void {
   sockets.add(socket);
   socket.once('close', () => sockets.delete(socket));
-}
-
-async function closeRegistry(sql: postgres.Sql): Promise<void> {
-  await sql.end({ timeout: 2 }).catch(() => undefined);
 }

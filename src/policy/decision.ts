@@ -20,6 +20,9 @@ export interface PolicyEngine {
    * including database errors and timeouts, is a deny.
    */
   decide(identity: string, spki: Buffer, destination: string): Promise<PolicyDecision>;
-  /** Stops answering (later calls deny) and closes the registry pool the engine was given. */
-  close(): Promise<void>;
+  /**
+   * Stops answering (later calls deny), forgets every cached answer, and closes the registry pool the
+   * engine was given, waiting at most `timeoutS` (default 5) seconds for queries in flight.
+   */
+  close(timeoutS?: number): Promise<void>;
 }
