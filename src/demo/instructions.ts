@@ -34,7 +34,7 @@ export function demoInstructions(pki: DemoPki, e: DemoEndpoints): string {
   ];
   const curl = (agent: DemoAgent) => command(['curl', '--proxy', proxy, ...tlsFlags(agent), '-p', url]);
   const h2 = command(['node', shown(H2_SCRIPT), '--proxy', proxy, ...tlsFlags(pki.granted), url]);
-  const cli = command(['node', shown(CLI_SCRIPT), 'permission', 'list']);
+  const cli = command([shown(process.execPath), shown(CLI_SCRIPT), 'permission', 'list']);
   return [
     '',
     `agent-gateway demo is running (ready in ${(e.startupMs / 1000).toFixed(1)} s; state in ${shown(e.stateDir)}, reused by the next run)`,

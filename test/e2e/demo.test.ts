@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { run, runCli } from '../helpers/cli-runner.js';
-import { CLI_PATH } from '../helpers/gateway-process.js';
+import { CLI_ARGV } from '../helpers/gateway-process.js';
 
 /**
  * `npm start` runs `agent-gateway demo`. Here the built CLI runs the demo with a state directory of its own,
@@ -40,7 +40,7 @@ interface RunningDemo {
 
 /** Starts the demo and resolves once it printed its instructions (rejects if it exits first). */
 function startDemo(): Promise<RunningDemo> {
-  const child = spawn(process.execPath, [CLI_PATH, 'demo', '--state-dir', stateDir], {
+  const child = spawn(process.execPath, [...CLI_ARGV, 'demo', '--state-dir', stateDir], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

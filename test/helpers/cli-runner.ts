@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { CLI_PATH } from './gateway-process.js';
+import { CLI_ARGV } from './gateway-process.js';
 
 /** The built CLI run as a user runs it (async: a synchronous child would block a server in this process). */
 export interface CliResult {
@@ -14,7 +14,7 @@ export function runCli(
 ): Promise<CliResult> {
   // The runner's own database variable must not leak into commands that are meant to go without one.
   const { AGENT_GATEWAY_DATABASE_URL: _ignored, ...inherited } = process.env;
-  return run(process.execPath, [CLI_PATH, ...args], { env: { ...inherited, ...opts.env }, cwd: opts.cwd });
+  return run(process.execPath, [...CLI_ARGV, ...args], { env: { ...inherited, ...opts.env }, cwd: opts.cwd });
 }
 
 /** Any program, resolving with its exit code and output instead of rejecting on a non-zero exit. */

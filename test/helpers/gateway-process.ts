@@ -6,6 +6,12 @@ import { fileURLToPath } from 'node:url';
 /** The built CLI, exactly what `npx agent-gateway` runs (npm test builds before testing). */
 export const CLI_PATH = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
+/**
+ * The node arguments that run the CLI as its shebang does (`--disable-sigusr1`), for spawning it with
+ * process.execPath, which is the pinned Node 24 under `npm test`.
+ */
+export const CLI_ARGV: readonly string[] = ['--disable-sigusr1', CLI_PATH];
+
 export type LogLine = Record<string, unknown> & { msg: string };
 
 export interface GatewayProcess {
@@ -60,7 +66,7 @@ export async function writeGatewayConfig(input: GatewayConfigInput): Promise<str
 
 /** Starts `agent-gateway serve --config FILE` as a child process and waits for `listening`. */
 export async function startGatewayProcess(configPath: string): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [CLI_PATH, 'serve', '--config', configPath], {
+  const child = spawn(process.execPath, [...CLI_ARGV, 'serve', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: LogLine[] = [];

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { CLI_PATH, type LogLine } from './gateway-process.js';
+import { CLI_ARGV, type LogLine } from './gateway-process.js';
 
 /**
  * `agent-gateway sidecar` as a child process (the built CLI), with its JSON log lines collected.
@@ -27,7 +27,7 @@ export interface SidecarRun {
 
 /** Spawns the sidecar and collects its output; does not wait for anything. */
 export function spawnSidecar(args: readonly string[], env: NodeJS.ProcessEnv = {}): SidecarRun {
-  const child = spawn(process.execPath, [CLI_PATH, 'sidecar', ...args], {
+  const child = spawn(process.execPath, [...CLI_ARGV, 'sidecar', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
