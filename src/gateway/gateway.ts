@@ -60,6 +60,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     acquireTimeoutMs: config.policy.pool_acquire_timeout_ms,
     queryTimeoutMs: config.policy.query_timeout_ms,
     decisionCacheMs: config.policy.decision_cache_ms,
+    maxInFlight: config.policy.max_connections,
   });
 
   const limiter = new RateLimiter(rateLimitSettings(config.rate_limit));

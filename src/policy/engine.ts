@@ -1,5 +1,6 @@
 import type postgres from 'postgres';
 import { normalizeDestination } from '../destination/normalize.js';
+import { QueryGate } from '../registry/query-gate.js';
 import type { DenyReason, PolicyDecision, PolicyEngine } from './decision.js';
 import { DecisionCache } from './decision-cache.js';
 import {
@@ -39,6 +40,10 @@ export interface PolicyEngineOptions {
   decisionCacheMs?: number;
   /** Clock of the decision cache (tests); monotonic milliseconds by default. */
   now?: () => number;
+  /** Bounds the registry queries in flight (shared with the live check); by default one of its own. */
+  gate?: QueryGate;
+  /** Without `gate`: how many queries may be in flight, normally the pool size (default 5). */
+  maxInFlight?: number;
 }
 
 const KEY_CACHE_ENTRIES = 1024;
@@ -96,6 +101,7 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
   const verified = new VerifiedSignatureCache(VERIFIED_SIGNATURE_ENTRIES);
   const cacheMs = Math.max(0, Math.trunc(opts.decisionCacheMs ?? 0));
   const cache = cacheMs > 0 ? new DecisionCache(cacheMs, DECISION_CACHE_ENTRIES, opts.now) : undefined;
+  const gate = opts.gate ?? new QueryGate(opts.maxInFlight ?? 5);
   let closed = false;
 
   async function decide(identity: string, spki: Buffer, destination: string): Promise<PolicyDecision> {
@@ -135,24 +141,12 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
     identity: string,
     destination: string,
   ): Promise<{ rows: Row[] } | Deny> {
-    const pending = sql.unsafe<Row[]>(query, [identity, destination, spki], { prepare: true });
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), deadlineMs);
-    });
-    try {
-      const result = await Promise.race([pending, expired]);
-      if (result === 'timeout') {
-        // Frees the pool slot (or the queue entry) and stops the server-side work.
-        cancelQuietly(pending);
-        return deny('policy_timeout', `no answer from the registry within ${deadlineMs} ms`);
-      }
-      return { rows: Array.isArray(result) ? [...result] : [] };
-    } catch (err) {
-      return deny(isTimeout(err) ? 'policy_timeout' : 'policy_error', errorText(err));
-    } finally {
-      clearTimeout(timer);
-    }
+    const result = await gate.run(
+      () => sql.unsafe<Row[]>(query, [identity, destination, spki], { prepare: true }),
+      deadlineMs,
+    );
+    if (result.ok) return { rows: Array.isArray(result.value) ? [...result.value] : [] };
+    return deny(result.kind === 'timeout' ? 'policy_timeout' : 'policy_error', errorText(result.error));
   }
 
   return {
@@ -219,35 +213,6 @@ function judge(
     return deny('no_matching_permission', 'no live permission row for this identity, destination and key');
   }
   return deny(best.reason, best.detail);
-}
-
-/**
- * query.cancel() without its crash: for a query already on the wire, postgres.js 3.4 opens a new connection
- * to send the cancel request and drops the promise that reports its failure, so a server that stopped
- * accepting connections turns into an unhandled rejection, which ends a Node process. We call the same
- * internal canceller and keep its promise; if a later postgres.js changes that shape, the public cancel().
- */
-function cancelQuietly(query: postgres.PendingQuery<Row[]>): void {
-  const internal = query as unknown as { canceller?: ((q: unknown) => unknown) | null };
-  const canceller = internal.canceller;
-  if (typeof canceller !== 'function') {
-    query.cancel();
-    return;
-  }
-  internal.canceller = null;
-  try {
-    void Promise.resolve(canceller(query)).catch(() => {
-      // The server is unreachable; its statement_timeout still ends the query there.
-    });
-  } catch {
-    // Same: nothing more we can do, and the decision is already a deny.
-  }
-}
-
-function isTimeout(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  // 57014: statement_timeout or cancel; 55P03: lock_timeout; CONNECT_TIMEOUT: postgres.js connect budget.
-  return code === '57014' || code === '55P03' || code === 'CONNECT_TIMEOUT';
 }
 
 function deny(reason: DenyReason, detail: string): Deny {

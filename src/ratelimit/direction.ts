@@ -1,5 +1,5 @@
+import type { Clock } from '../time/clock.js';
 import { BucketTicket, type BucketWaiter, type TokenBucket } from './bucket.js';
-import type { Clock } from './clock.js';
 
 /** What throttling needs from a one-way relay (tunnel/one-way.ts satisfies it). */
 export interface Throttleable {

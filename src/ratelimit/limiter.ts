@@ -1,5 +1,5 @@
+import { type Clock, systemClock, type TimerHandle } from '../time/clock.js';
 import { TokenBucket } from './bucket.js';
-import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import type { Throttleable } from './direction.js';
 import { type BucketLimit, type IdentityLimits, limitsFor, type RateLimitSettings } from './settings.js';
 import { type FirstThrottleHandler, TunnelThrottle } from './tunnel-throttle.js';

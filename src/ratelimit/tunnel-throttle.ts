@@ -1,5 +1,5 @@
+import type { Clock } from '../time/clock.js';
 import type { TokenBucket } from './bucket.js';
-import type { Clock } from './clock.js';
 import {
   type DirectionName,
   type Throttleable,

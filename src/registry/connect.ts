@@ -31,6 +31,10 @@ export function openRegistry(
       plan_cache_mode: 'force_generic_plan',
     },
     onnotice: opts?.onNotice ?? (() => {}),
+    // postgres.js waits (0.5-1) x min(3^failures / 100, 20) s before reopening a connection that failed, so
+    // after an outage of a few seconds a connection could sit out up to 20 s after the registry was back.
+    // Reconnect attempts are one small packet each: retry at most every second.
+    backoff: (retries: number) => Math.min(1, 0.05 * 2 ** retries),
     // The per-CONNECT lookup is one statement: parse and plan it once per connection.
     prepare: true,
   });

@@ -1,4 +1,4 @@
-import type { Clock } from '../../src/ratelimit/clock.js';
+import type { Clock } from '../../src/time/clock.js';
 import type { Throttleable } from '../../src/ratelimit/direction.js';
 
 interface FakeTimer {

@@ -1,12 +1,12 @@
 import { performance } from 'node:perf_hooks';
 
-/** An armed timer, opaque to the limiter: only handed back to {@link Clock.clearTimer}. */
+/** An armed timer, opaque to its user: only handed back to {@link Clock.clearTimer}. */
 export type TimerHandle = unknown;
 
 /**
- * Time as the limiter sees it. Injected so that unit tests drive buckets deterministically (a fake
- * clock that advances only when told and fires timers in order) instead of sleeping and asserting on
- * durations that a loaded machine would not honour.
+ * Time as the rate limiter, the registry gate and the tunnel deadlines see it. Injected so that unit tests
+ * drive them deterministically (a fake clock that advances only when told and fires timers in order)
+ * instead of sleeping and asserting on durations that a loaded machine would not honour.
  */
 export interface Clock {
   /** Milliseconds on a monotonic clock (fractions allowed); only differences matter. */
@@ -25,9 +25,14 @@ export const systemClock: Clock = {
   now: () => performance.now(),
   setTimer(callback, delayMs) {
     // Node fires timers on whole milliseconds and treats anything below 1 as 1; rounding up says so.
-    return setTimeout(callback, Math.max(1, Math.ceil(delayMs))).unref();
+    // Above 2^31-1 ms Node would fire after 1 ms instead: callers with far deadlines re-arm (see
+    // MAX_TIMER_MS), so an early wake-up is only a re-check.
+    return setTimeout(callback, Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(delayMs)))).unref();
   },
   clearTimer(handle) {
     clearTimeout(handle as NodeJS.Timeout);
   },
 };
+
+/** The longest delay a Node timer honours (about 24.8 days); a deadline further away is re-armed. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
