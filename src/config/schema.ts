@@ -42,12 +42,26 @@ export const serverSchema = z.strictObject({
     .min(65_535)
     .max(2 ** 31 - 1)
     .default(16_777_216),
+  /**
+   * Concurrent TLS connections in total, counted from the TCP accept. Each also costs a file descriptor
+   * (and each tunnel a second one upstream): keep it below half the process's descriptor limit.
+   */
+  max_connections: positiveInt().max(1_000_000).default(10_000),
+  /** Concurrent TLS connections from one source address. */
+  max_connections_per_source: positiveInt().max(1_000_000).default(1_000),
+  /** Upper bound on any tunnel's life, whatever its permission says; 0 = unlimited. */
+  max_tunnel_lifetime_s: nonNegativeInt().max(31_536_000).default(0),
 });
 
 export const observabilitySchema = z.strictObject({
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   /** OTLP/HTTP collector base URL; tracing export is off when absent. Only http(s) makes sense here. */
   otlp_endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  /**
+   * Refusal lines (denies, bad requests, refused connections and handshakes) written in full per source
+   * address per 10 s; the rest are counted in a `denies suppressed` line. 0 = write every one.
+   */
+  deny_log_limit: nonNegativeInt().max(1_000_000).default(50),
 });
 
 /** Shared with the loader, which reports the same rule when zod skipped it. */
@@ -76,6 +90,10 @@ export const policySchema = z
      * A revocation then takes up to this long to act; denies are never cached. At most a minute.
      */
     decision_cache_ms: nonNegativeInt().max(60_000).default(0),
+    /** How often every open tunnel's permission, signer and scope are re-checked (one batched query). */
+    revalidation_interval_ms: positiveInt().min(100).max(1_000).default(500),
+    /** How long open tunnels outlive an unreachable registry before they close (0 = at once). */
+    revalidation_grace_s: nonNegativeInt().max(3_600).default(30),
   })
   .superRefine((p, ctx) => {
     // zod skips this refinement when another policy key already failed; the loader repeats the check on
@@ -128,7 +146,7 @@ export const egressSchema = z.strictObject({
 
 export const configSchema = z.strictObject({
   server: serverSchema,
-  observability: observabilitySchema.default({ log_level: 'info' }),
+  observability: observabilitySchema.default({ log_level: 'info', deny_log_limit: 50 }),
   policy: policySchema,
   rate_limit: rateLimitSchema.default({ bytes_per_second: 0, burst_bytes: 1_048_576 }),
   egress: egressSchema.default({ allow_cidrs: [], deny_cidrs: [], connect_timeout_ms: 10_000 }),

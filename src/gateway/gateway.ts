@@ -5,11 +5,12 @@ import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
 import { EgressGuard } from '../egress/guard.js';
 import type { LookupFn } from '../egress/resolve.js';
+import { auditLogSubscriber } from '../observability/audit-log.js';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import { createPolicyEngine } from '../policy/engine.js';
 import type { ConnectFlowDeps } from '../proxy/connect-flow.js';
-import { connectionInfoOf } from '../proxy/connection-info.js';
+import { connectionInfoOf, neverUsed } from '../proxy/connection-info.js';
 import { createHttp1Front } from '../proxy/http1-front.js';
 import { createHttp2Front } from '../proxy/http2-front.js';
 import { OpenTunnels } from '../proxy/open-tunnels.js';
@@ -18,7 +19,9 @@ import { RateLimiter } from '../ratelimit/limiter.js';
 import { rateLimitSettings } from '../ratelimit/settings.js';
 import { streamWindowForUpload } from '../ratelimit/stream-window.js';
 import { openRegistry } from '../registry/connect.js';
+import { QueryGate } from '../registry/query-gate.js';
 import { assertSchemaVersion } from '../registry/schema-version.js';
+import { GatewayEvents } from '../session/events.js';
 import { ownAddresses } from './own-addresses.js';
 import { changesNeedingRestart } from './reload.js';
 
@@ -56,11 +59,17 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     await sql.end({ timeout: 1 });
     throw err;
   }
+  const events = new GatewayEvents((error, event) =>
+    logger.error({ event, error: (error as Error)?.message ?? String(error) }, LogEvent.internalError),
+  );
+  const audit = auditLogSubscriber(logger, { refusalsPerSource: config.observability.deny_log_limit });
+  events.subscribe(audit);
+  const gate = new QueryGate(config.policy.max_connections);
   const policy = createPolicyEngine(sql, {
     acquireTimeoutMs: config.policy.pool_acquire_timeout_ms,
     queryTimeoutMs: config.policy.query_timeout_ms,
     decisionCacheMs: config.policy.decision_cache_ms,
-    maxInFlight: config.policy.max_connections,
+    gate,
   });
 
   const limiter = new RateLimiter(rateLimitSettings(config.rate_limit));
@@ -73,19 +82,24 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
       ownAddresses: ownAddresses(listen.host),
     }),
     connectTimeoutMs: config.egress.connect_timeout_ms,
-    logger,
+    events,
     ...(options.lookup ? { lookup: options.lookup } : {}),
   };
-  const tunnels = new OpenTunnels(logger, config.server.tunnel_idle_timeout_s * 1000, limiter);
-  const http1 = createHttp1Front({ flow, tunnels, logger, maxHeaderBytes: 16 * 1024 });
+  const tunnels = new OpenTunnels({
+    events,
+    idleTimeoutMs: config.server.tunnel_idle_timeout_s * 1000,
+    maxLifetimeMs: config.server.max_tunnel_lifetime_s * 1000,
+    limiter,
+  });
+  const http1 = createHttp1Front({ flow, tunnels, events, logger, maxHeaderBytes: 16 * 1024 });
   const http2 = createHttp2Front({
     flow,
     tunnels,
+    events,
     logger,
     maxConcurrentStreams: config.server.h2_max_concurrent_streams,
     streamWindowBytes: config.server.h2_stream_window_bytes,
     connectionWindowBytes: config.server.h2_connection_window_bytes,
-    sessionIdleTimeoutMs: config.server.tunnel_idle_timeout_s * 1000,
     maxHeaderListBytes: 16 * 1024,
     streamWindowFor: (identity) =>
       identity === null
@@ -101,7 +115,11 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     requestTimeoutMs: config.server.request_timeout_ms,
     sessionLifetimeS: config.server.tls_session_lifetime_s,
     identityOidContent: loaded.identityOidContent,
-    logger,
+    caps: {
+      maxConnections: config.server.max_connections,
+      maxPerSource: config.server.max_connections_per_source,
+    },
+    events,
     onHttp1: (socket) => {
       track(sockets, socket);
       http1.accept(socket);
@@ -163,7 +181,8 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     http2.closeSessions();
     // Connections that have not asked for a tunnel yet have nothing to finish.
     for (const socket of sockets) {
-      if (connectionInfoOf(socket)?.requestTimer !== undefined) socket.destroy();
+      const info = connectionInfoOf(socket);
+      if (info === undefined || neverUsed(info)) socket.destroy();
     }
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
@@ -178,6 +197,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     for (const socket of sockets) socket.destroy();
     // Closing the engine clears its caches (a cached allow must not outlive the pool) and ends the pool.
     await policy.close(2).catch(() => undefined);
+    audit.flush();
     logger.info({ result, tunnels_cut: result === 'deadline' ? leftOpen : 0 }, LogEvent.shutdownComplete);
   }
 }

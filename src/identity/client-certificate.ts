@@ -46,6 +46,12 @@ export interface ClientCertificate {
   readonly identity: string | null;
   /** why identity is null; null when identity is present */
   readonly identityProblem: IdentityProblem | null;
+  /**
+   * When the identity is malformed: the raw bytes of the (first) identity extension's value, as claimed by
+   * the client, for the audit trail only (escaped and truncated before logging, never matched). A subarray
+   * of the input; null otherwise.
+   */
+  readonly claimedIdentity: Buffer | null;
 }
 
 const TAG_VERSION = 0xa0; // [0] EXPLICIT
@@ -143,14 +149,18 @@ function read(der: Buffer, identityOid: Buffer): ClientCertificate {
   }
   let identity: string | null = null;
   let identityProblem: IdentityProblem | null = 'missing';
+  let claimedIdentity: Buffer | null = null;
   if (pos < tbsEnd && der[pos] === TAG_EXTENSIONS) {
     readTlv(der, pos, tbsEnd, f);
     const found = extensions(der, f, identityOid);
-    if (found === DUPLICATE) {
-      identityProblem = 'malformed';
-    } else if (found === FOUND) {
-      identity = identityValue(der, identityExt.contentStart, identityExt.end);
-      identityProblem = identity === null ? 'malformed' : null;
+    if (found !== ABSENT) {
+      if (found === FOUND) identity = identityValue(der, identityExt.contentStart, identityExt.end);
+      if (identity === null) {
+        identityProblem = 'malformed';
+        claimedIdentity = der.subarray(identityExt.contentStart, identityExt.end);
+      } else {
+        identityProblem = null;
+      }
     }
     pos = f.end;
   }
@@ -165,7 +175,7 @@ function read(der: Buffer, identityOid: Buffer): ClientCertificate {
   checkBitString(der, level1, 'signatureValue');
   if (level1.end !== certEnd) throw new DerError(`certificate has extra content at offset ${level1.end}`);
 
-  return { spki: der.subarray(spkiStart, spkiEnd), identity, identityProblem };
+  return { spki: der.subarray(spkiStart, spkiEnd), identity, identityProblem, claimedIdentity };
 }
 
 /** AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }; returns its end. */

@@ -32,6 +32,20 @@ export const LogEvent = {
   configReloaded: 'config reloaded',
   /** SIGHUP: the config file was invalid; the gateway keeps the config it had. */
   configReloadFailed: 'config reload failed',
+  /** A connection refused at accept: server.max_connections or max_connections_per_source reached. */
+  connectionRefused: 'connection refused',
+  /** The client left before its CONNECT was answered. */
+  connectAbandoned: 'CONNECT abandoned',
+  /** Repeated refusal lines from one source were counted instead of written; the counts by kind. */
+  deniesSuppressed: 'denies suppressed',
+  /** The registry stopped answering (every CONNECT is denied until it is back). */
+  registryUnavailable: 'registry unavailable',
+  registryAvailable: 'registry available',
+  /** Open tunnels cannot be re-validated (see close cause revalidation_failed). */
+  liveCheckUnhealthy: 'live check unhealthy',
+  liveCheckHealthy: 'live check healthy',
+  /** SIGUSR1/SIGUSR2 and other signals the process does not act on. */
+  signalIgnored: 'signal ignored',
 } as const;
 
 export type LogEventName = (typeof LogEvent)[keyof typeof LogEvent];

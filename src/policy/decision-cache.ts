@@ -1,33 +1,32 @@
 import { setBounded } from './bounded-insert.js';
+import type { PolicyAllow } from './decision.js';
 
-/** A decision that allowed, as the cache hands it back. */
-export interface CachedAllow {
-  readonly permissionId: string;
-  readonly signingKeyId: string;
-}
-
-interface Entry extends CachedAllow {
+interface Entry {
+  readonly allow: PolicyAllow;
   readonly expiresAt: number;
 }
 
 /**
- * Opt-in (`policy.decision_cache_ms`, default 0 = off): remembers allows for a bounded time so that an
- * agent opening many tunnels to the same destination does not cost a registry round trip each.
- *
- * The trade is explicit: with the cache on, a revocation (of the permission, its signer or the scope)
- * takes effect within `decision_cache_ms` instead of on the very next CONNECT. What does not change:
+ * Remembers allows for a bounded time so that an agent opening many tunnels to the same destination does
+ * not cost a registry round trip each. Safe because of what invalidates it, not because of its TTL:
+ * - it is consulted only while the live check is healthy (the registry's change notifications arrive and
+ *   the periodic re-check succeeds); otherwise every CONNECT queries;
+ * - any change announced by the registry clears it, and a re-check that finds a permission no longer valid
+ *   removes the allows that permission backs, so a revocation acts on new CONNECTs within the same bound
+ *   as on open tunnels. A tunnel opened from a stale entry is an open tunnel like any other: the next
+ *   periodic re-check closes it;
  * - only allows are remembered; every deny is decided afresh (a client cannot make the gateway remember
- *   anything by being refused, and a newly granted permission is seen at once);
+ *   anything by being refused), and a fresh deny for the same key removes any entry;
  * - the key is the exact identity, the exact client public key (SPKI bytes) and the normalized
  *   destination, so a certificate with another key, or another port, is a miss;
- * - an entry never outlives the rows it came from: it expires at the earlier of `decision_cache_ms` and
- *   the permission's or signer's `not_after`, both counted from the moment the query was *sent* (a slow
- *   answer that started before a revocation cannot stretch the bound by its own latency);
- * - a fresh deny for the same key removes any entry (a slow allow cannot outlive a later refusal).
+ * - an entry never outlives its rows' windows (the allow's validUntilMono), and an answer to a query sent
+ *   before the last invalidation is not stored (`generation`): a slow allow cannot outlive a revocation.
  * The clock is injected (monotonic by default) so tests need no sleeping.
  */
 export class DecisionCache {
   readonly #entries = new Map<string, Entry>();
+  /** Bumped by every invalidation; put() ignores answers to queries sent under an older one. */
+  generation = 0;
 
   constructor(
     readonly maxAgeMs: number,
@@ -43,41 +42,50 @@ export class DecisionCache {
     return `${identity}\0${destination}\0${spki.toString('base64')}`;
   }
 
-  get(key: string): CachedAllow | undefined {
+  get(key: string): PolicyAllow | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     if (this.now() >= entry.expiresAt) {
       this.#entries.delete(key);
       return undefined;
     }
-    return entry;
-  }
-
-  /** This cache's clock; read before a query is sent, to pass to put(). */
-  clock(): number {
-    return this.now();
+    return entry.allow;
   }
 
   /**
-   * `validForMs`: how long the allowing rows stay valid, from the database (NaN or <= 0: not cached);
-   * `queriedAt`: clock() when the query was sent, from which both bounds are counted.
+   * Stores `allow`, answered to a query sent at `queriedAt` (this cache's clock) under `generation`; kept
+   * until the earlier of `queriedAt + maxAgeMs` and the allow's own validity.
    */
-  put(key: string, allow: CachedAllow, validForMs: number, queriedAt: number): void {
-    const expiresAt = queriedAt + Math.min(this.maxAgeMs, validForMs);
+  put(key: string, allow: PolicyAllow, queriedAt: number, generation: number): void {
+    if (generation !== this.generation) return;
+    const expiresAt = Math.min(queriedAt + this.maxAgeMs, allow.validUntilMono);
     if (!(expiresAt > this.now())) return;
-    const entry = { permissionId: allow.permissionId, signingKeyId: allow.signingKeyId, expiresAt };
-    setBounded(this.#entries, key, entry, this.maxEntries);
+    setBounded(this.#entries, key, { allow, expiresAt }, this.maxEntries);
   }
 
   forget(key: string): void {
     this.#entries.delete(key);
   }
 
+  /** Removes every entry backed by one of these permissions. */
+  forgetPermissions(permissionIds: ReadonlySet<string>): void {
+    if (permissionIds.size === 0) return;
+    this.generation++;
+    for (const [key, entry] of this.#entries) {
+      if (permissionIds.has(entry.allow.permissionId)) this.#entries.delete(key);
+    }
+  }
+
   get size(): number {
     return this.#entries.size;
   }
 
+  clock(): number {
+    return this.now();
+  }
+
   clear(): void {
+    this.generation++;
     this.#entries.clear();
   }
 }

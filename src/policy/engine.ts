@@ -1,11 +1,13 @@
 import type postgres from 'postgres';
 import { normalizeDestination } from '../destination/normalize.js';
 import { QueryGate } from '../registry/query-gate.js';
-import type { DenyReason, PolicyDecision, PolicyEngine } from './decision.js';
+import type { DenyReason, PolicyAllow, PolicyDecision, PolicyEngine } from './decision.js';
 import { DecisionCache } from './decision-cache.js';
+import { recheckSubjects } from './recheck.js';
 import {
   checkPermissionRow,
   errorText,
+  grantTiming,
   PERMISSION_ROW_COLUMNS,
   PERMISSION_ROW_FROM,
   type PermissionRow,
@@ -14,7 +16,7 @@ import {
 } from './row-check.js';
 import { VerifiedSignatureCache } from './verified-signatures.js';
 
-export type { DenyReason, PolicyDecision, PolicyEngine } from './decision.js';
+export type { DenyReason, PolicyAllow, PolicyDecision, PolicyEngine } from './decision.js';
 
 /**
  * The policy engine: one prepared SELECT per CONNECT, then every check of the interop contract in JS.
@@ -42,7 +44,7 @@ export interface PolicyEngineOptions {
   now?: () => number;
   /** Bounds the registry queries in flight (shared with the live check); by default one of its own. */
   gate?: QueryGate;
-  /** Without `gate`: how many queries may be in flight, normally the pool size (default 5). */
+  /** Without `gate`: how many queries may be in flight (default: the pool's size). */
   maxInFlight?: number;
 }
 
@@ -60,10 +62,7 @@ const DECISION_CACHE_ENTRIES = 65_536;
  */
 function candidateQuery(limit: number): string {
   return `
-SELECT${PERMISSION_ROW_COLUMNS},
-  -- How long this row (and its signer) stay valid, on the database clock: bounds a cached allow.
-  -- A covering scope ends no earlier than the permission (scope_covers), so it needs no term here.
-  (extract(epoch FROM (least(p.not_after, k.not_after) - now())) * 1000)::float8 AS valid_for_ms${PERMISSION_ROW_FROM}
+SELECT${PERMISSION_ROW_COLUMNS}${PERMISSION_ROW_FROM}
 WHERE p.subject_identity = $1 AND p.destination = $2 AND p.subject_public_key_spki_der = $3
   AND p.revoked_at IS NULL
 ORDER BY p.not_after DESC
@@ -99,9 +98,14 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
   const deadlineMs = Math.max(1, opts.acquireTimeoutMs + opts.queryTimeoutMs);
   const keys = new SigningKeyCache(KEY_CACHE_ENTRIES);
   const verified = new VerifiedSignatureCache(VERIFIED_SIGNATURE_ENTRIES);
+  const now = opts.now ?? (() => performance.now());
   const cacheMs = Math.max(0, Math.trunc(opts.decisionCacheMs ?? 0));
-  const cache = cacheMs > 0 ? new DecisionCache(cacheMs, DECISION_CACHE_ENTRIES, opts.now) : undefined;
-  const gate = opts.gate ?? new QueryGate(opts.maxInFlight ?? 5);
+  const cache = cacheMs > 0 ? new DecisionCache(cacheMs, DECISION_CACHE_ENTRIES, now) : undefined;
+  // Without a shared gate, as many queries in flight as the pool has connections (see QueryGate).
+  const gate = opts.gate ?? new QueryGate(opts.maxInFlight ?? sql.options.max);
+  // Until the live check says otherwise, the cache is not used (fail closed: no cached allow without a
+  // working revocation path).
+  let cacheUsable: () => boolean = () => false;
   let closed = false;
 
   async function decide(identity: string, spki: Buffer, destination: string): Promise<PolicyDecision> {
@@ -109,27 +113,22 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
       if (closed) return deny('policy_error', 'policy engine is closed');
       const input = checkInput(identity, spki, destination);
       if ('reason' in input) return input;
-      const cacheKey = cache?.keyOf(input.identity, input.spki, input.destination) ?? '';
-      const hit = cache?.get(cacheKey);
-      if (hit)
-        return {
-          allowed: true,
-          permissionId: hit.permissionId,
-          signingKeyId: hit.signingKeyId,
-          cached: true,
-        };
-      const queriedAt = cache?.clock() ?? 0;
+      const useCache = cache !== undefined && cacheUsable();
+      const cacheKey = useCache ? cache.keyOf(input.identity, input.spki, input.destination) : '';
+      if (useCache) {
+        const hit = cache.get(cacheKey);
+        if (hit) return { ...hit, cached: true };
+      }
+      const generation = cache?.generation ?? 0;
+      const queriedAt = now();
       const rows = await runQuery(input.spki, input.identity, input.destination);
-      const verdict = 'rows' in rows ? judge(rows.rows, input, keys, verified) : rows;
+      const verdict = 'rows' in rows ? judge(rows.rows, input, keys, verified, queriedAt) : rows;
       if (!verdict.allowed) {
         cache?.forget(cacheKey);
         return verdict;
       }
-      const { validForMs, ...allow } = verdict;
-      if (cache && !closed) {
-        cache.put(cacheKey, allow, validForMs, queriedAt);
-      }
-      return allow;
+      if (useCache && !closed) cache.put(cacheKey, verdict, queriedAt, generation);
+      return verdict;
     } catch (err) {
       // Belt and braces: nothing above should throw, but decide() must never reject.
       return deny('policy_error', errorText(err));
@@ -151,6 +150,19 @@ export function createPolicyEngine(sql: postgres.Sql, opts: PolicyEngineOptions)
 
   return {
     decide,
+    recheck: (subjects) =>
+      closed
+        ? Promise.resolve({ ok: false, error: 'policy engine is closed' })
+        : recheckSubjects({ sql, gate, keys, verified, now, deadlineMs }, subjects),
+    setCacheGate(usable) {
+      cacheUsable = usable;
+    },
+    invalidateCache() {
+      cache?.clear();
+    },
+    forgetPermissions(permissionIds) {
+      cache?.forgetPermissions(new Set(permissionIds));
+    },
     async close(timeoutS = 5) {
       if (closed) return;
       closed = true;
@@ -193,17 +205,19 @@ function judge(
   input: CheckedInput,
   keys: SigningKeyCache,
   verified: VerifiedSignatureCache,
-): Deny | (Extract<PolicyDecision, { allowed: true }> & { validForMs: number }) {
+  queriedAt: number,
+): Deny | PolicyAllow {
   let best: { reason: DenyReason; detail: string; depth: number } | undefined;
   for (const row of rows) {
     const verdict = checkPermissionRow(row, input, keys, verified);
     if (verdict.ok) {
-      const validForMs = typeof row['valid_for_ms'] === 'number' ? row['valid_for_ms'] : Number.NaN;
       return {
         allowed: true,
         permissionId: verdict.permissionId,
         signingKeyId: verdict.signingKeyId,
-        validForMs,
+        scopeId: verdict.scopeId,
+        ...grantTiming(row, queriedAt),
+        cached: false,
       };
     }
     const depth = DEPTH[verdict.reason] ?? 0;

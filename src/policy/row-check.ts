@@ -49,17 +49,27 @@ export const PERMISSION_ROW_COLUMNS = `
     SELECT 1 FROM principal_key_permissions s
     WHERE s.signing_key_id = p.signing_key_id AND s.destination = p.destination AND s.revoked_at IS NULL
   ) AS scope_present,
-  EXISTS (
-    SELECT 1 FROM principal_key_permissions s
-    WHERE s.signing_key_id = p.signing_key_id AND s.destination = p.destination AND s.revoked_at IS NULL
-      AND s.not_before <= p.not_before AND p.not_after <= s.not_after
-      AND s.not_before <= now() AND now() < s.not_after
-  ) AS scope_covers`;
+  cover.id::text AS scope_id,
+  (cover.id IS NOT NULL) AS scope_covers,
+  CASE WHEN octet_length(p.subject_public_key_spki_der) <= ${MAX_SPKI_BYTES}
+    THEN p.subject_public_key_spki_der END AS subject_spki,
+  -- How long this row and its signer stay valid, on the database clock (a covering scope ends no earlier
+  -- than its permission, so it adds no term): bounds a cached allow and arms an open tunnel's deadline.
+  (extract(epoch FROM (least(p.not_after, k.not_after) - now())) * 1000)::float8 AS valid_for_ms,
+  (k.not_after < p.not_after) AS signer_ends_first`;
 
 /** The FROM clause matching {@link PERMISSION_ROW_COLUMNS}. */
 export const PERMISSION_ROW_FROM = `
 FROM permission_registry p
-LEFT JOIN principal_signing_keys k ON k.key_id = p.signing_key_id`;
+LEFT JOIN principal_signing_keys k ON k.key_id = p.signing_key_id
+LEFT JOIN LATERAL (
+  SELECT s.id FROM principal_key_permissions s
+  WHERE s.signing_key_id = p.signing_key_id AND s.destination = p.destination AND s.revoked_at IS NULL
+    AND s.not_before <= p.not_before AND p.not_after <= s.not_after
+    AND s.not_before <= now() AND now() < s.not_after
+  ORDER BY s.not_after DESC, s.id
+  LIMIT 1
+) cover ON true`;
 
 export type PermissionRow = Record<string, unknown>;
 
@@ -71,7 +81,7 @@ export interface RowSubject {
 }
 
 export type RowVerdict =
-  | { ok: true; permissionId: string; signingKeyId: string }
+  | { ok: true; permissionId: string; signingKeyId: string; scopeId: string }
   | { ok: false; reason: DenyReason; detail: string };
 
 /**
@@ -92,6 +102,10 @@ export function checkPermissionRow(
   // column type that compares more loosely than the signed text does.
   if (text(row['subject_identity']) !== input.identity || text(row['destination']) !== input.destination) {
     return fail('no_matching_permission', `${label}: identity or destination differs from the request`);
+  }
+  const subjectSpki = row['subject_spki'];
+  if (!Buffer.isBuffer(subjectSpki) || !subjectSpki.equals(input.spki)) {
+    return fail('no_matching_permission', `${label} is bound to another client key`);
   }
   if (row['unrevoked'] !== true) return fail('permission_revoked', `${label} is revoked`);
   if (row['started'] !== true) return fail('permission_not_yet_valid', `${label} is not valid yet`);
@@ -133,7 +147,7 @@ export function checkPermissionRow(
       `signing key ${signer}: no active delegation for ${input.destination} covers ${label}'s whole window`,
     );
   }
-  return { ok: true, permissionId, signingKeyId };
+  return { ok: true, permissionId, signingKeyId, scopeId: text(row['scope_id']) ?? '' };
 }
 
 /** Undefined when the signature verifies over the bytes rebuilt from the row; otherwise why not. */
@@ -211,6 +225,23 @@ function parseP256(spki: Buffer): KeyObject | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * When the allow a row gives ends, on the caller's monotonic clock: the row's `valid_for_ms` (database
+ * clock) counted from `queriedAt`, the moment the query was sent, so it can only err early. A missing
+ * value means "already over".
+ */
+export function grantTiming(
+  row: PermissionRow,
+  queriedAt: number,
+): { validUntilMono: number; endsWith: 'permission' | 'signer' } {
+  const validForMs = row['valid_for_ms'];
+  return {
+    validUntilMono:
+      typeof validForMs === 'number' && Number.isFinite(validForMs) ? queriedAt + validForMs : queriedAt,
+    endsWith: row['signer_ends_first'] === true ? 'signer' : 'permission',
+  };
 }
 
 export function errorText(err: unknown): string {

@@ -4,7 +4,6 @@ import { canonicalTimestampSql } from '../registry/canonical.js';
 import type { DenyReason } from './decision.js';
 import {
   checkPermissionRow,
-  MAX_SPKI_BYTES,
   PERMISSION_ROW_COLUMNS,
   PERMISSION_ROW_FROM,
   type PermissionRow,
@@ -66,8 +65,6 @@ export interface PermissionFilter {
 
 /** Coverage facts for the "whatever the time" pass: revoked scope rows count, the clock does not. */
 const EXTRA_COLUMNS = `,
-  CASE WHEN octet_length(p.subject_public_key_spki_der) <= ${MAX_SPKI_BYTES}
-    THEN p.subject_public_key_spki_der END AS subject_spki,
   ${canonicalTimestampSql('p.revoked_at')} AS revoked_at_text,
   EXISTS (
     SELECT 1 FROM principal_key_permissions s

@@ -3,12 +3,9 @@ import { type Destination, DestinationError, parseDestination } from '../destina
 import { DialError, dialVetted } from '../egress/dial.js';
 import type { EgressGuard } from '../egress/guard.js';
 import { type LookupFn, vetDestination } from '../egress/resolve.js';
-import { LogEvent } from '../observability/events.js';
-import type { Logger } from '../observability/logger.js';
-import type { TraceContext } from '../observability/traceparent.js';
-import type { PolicyEngine } from '../policy/engine.js';
+import type { PolicyAllow, PolicyEngine } from '../policy/engine.js';
 import type { RateLimiter, TunnelReservation } from '../ratelimit/limiter.js';
-import type { ConnectionInfo } from './connection-info.js';
+import type { ConnectAttempt, ConnectRejected, GatewayEvents, RejectReason } from '../session/events.js';
 import type { RejectStatus } from './responses.js';
 
 export interface ConnectFlowDeps {
@@ -16,97 +13,104 @@ export interface ConnectFlowDeps {
   readonly guard: EgressGuard;
   readonly connectTimeoutMs: number;
   readonly lookup?: LookupFn;
-  readonly logger: Logger;
-  /** Enforces max_tunnels_per_identity (429); the tunnel's slot is bound to its upstream socket. */
+  readonly events: GatewayEvents;
+  /** Enforces max_tunnels_per_identity (429); the slot travels with the outcome to the tunnel. */
   readonly limiter?: RateLimiter;
+  /** Monotonic milliseconds for the phases' times (injected in tests). */
+  readonly now?: () => number;
 }
 
 export interface ConnectRequest {
-  readonly info: ConnectionInfo;
-  /** The authority exactly as the client sent it (HTTP/1.1 request target or HTTP/2 :authority). */
-  readonly rawAuthority: string;
-  readonly protocol: 'HTTP/1.1' | 'HTTP/2';
-  readonly trace: TraceContext | undefined;
+  readonly attempt: ConnectAttempt;
   /** True once the client has gone away; checked between the slow steps. */
   readonly cancelled: () => boolean;
 }
 
-/** Log fields shared by every event about one CONNECT, so an investigator can join them. */
-export type TunnelLogFields = Record<string, string | number | undefined>;
+/** Everything a front end needs to answer 200 and start the tunnel. */
+export interface DialledTunnel {
+  readonly kind: 'tunnel';
+  readonly attempt: ConnectAttempt;
+  readonly destination: Destination;
+  readonly upstream: Socket;
+  readonly destAddr: string;
+  readonly grant: PolicyAllow;
+  /** The identity's tunnel slot, now owned by whoever starts (or abandons) the tunnel. */
+  readonly reservation: TunnelReservation | undefined;
+}
 
 export type ConnectOutcome =
-  | {
-      readonly kind: 'tunnel';
-      readonly upstream: Socket;
-      readonly fields: TunnelLogFields;
-      /** The identity's tunnel slot, now owned by whoever starts (or abandons) the tunnel. */
-      readonly reservation: TunnelReservation | undefined;
-    }
+  | DialledTunnel
   | { readonly kind: 'reject'; readonly status: RejectStatus }
   | { readonly kind: 'cancelled' };
 
 /**
- * The decision for one CONNECT, the same for both protocols: normalize the authority, ask the
- * policy engine, vet the resolved address, dial it. The order matters: policy comes before DNS so
- * an agent cannot use lookups of names it may not reach as a side channel, and the 200 is only
- * sent by the caller once the upstream socket is connected.
+ * The decision for one CONNECT, the same for both protocols: normalize the authority, take the identity's
+ * tunnel slot, ask the policy engine, vet the resolved address, dial it. The order matters: policy comes
+ * before DNS so an agent cannot use lookups of names it may not reach as a side channel, and the 200 is
+ * only sent by the caller once the upstream socket is connected. Every refusal is published here (one
+ * `connectRejected`), so each front end only writes the status in its own form.
  */
 export async function runConnectFlow(deps: ConnectFlowDeps, req: ConnectRequest): Promise<ConnectOutcome> {
-  const { info } = req;
-  const { logger } = deps;
-  const fields: TunnelLogFields = {
-    source_identity: info.identity ?? undefined,
-    source_peer_addr: info.peerAddr,
-    protocol: req.protocol,
-    trace_id: req.trace?.traceId,
-    parent_span_id: req.trace?.parentSpanId,
-  };
-
+  const { attempt } = req;
   let destination: Destination;
   try {
-    destination = parseDestination(req.rawAuthority);
+    destination = parseDestination(attempt.rawAuthority);
   } catch (err) {
     const problem = err instanceof DestinationError ? err.message : String(err);
-    logger.info({ ...fields, problem }, LogEvent.badRequest);
-    return { kind: 'reject', status: 400 };
+    return reject(deps.events, attempt, 400, { kind: 'bad_request' }, problem);
   }
-  fields['dest_authority'] = destination.authority;
+  attempt.destination = destination;
 
-  if (info.identity === null) {
-    const reason = info.identityProblem === 'malformed' ? 'malformed_identity' : 'no_identity';
-    logger.info({ ...fields, policy_decision: 'deny', deny_reason: reason }, LogEvent.connectDenied);
-    return { kind: 'reject', status: 403 };
+  if (attempt.identity === null) {
+    const reason = attempt.claimedIdentity === null ? 'no_identity' : 'malformed_identity';
+    return reject(deps.events, attempt, 403, { kind: 'denied', denyReason: reason }, undefined);
   }
 
   // The tunnel cap comes before policy and DNS: an identity flooding CONNECTs costs no queries.
-  const slot = deps.limiter?.reserve(info.identity);
+  const slot = deps.limiter?.reserve(attempt.identity);
   if (slot !== undefined && !slot.ok) {
-    logger.info(
-      { ...fields, max_tunnels_per_identity: slot.maxTunnels, open_tunnels: slot.openTunnels },
-      LogEvent.tooManyTunnels,
-    );
-    return { kind: 'reject', status: 429 };
+    return reject(deps.events, attempt, 429, { kind: 'too_many_tunnels' }, undefined, {
+      max_tunnels_per_identity: slot.maxTunnels,
+      open_tunnels: slot.openTunnels,
+    });
   }
   const reservation = slot?.reservation;
   let outcome: ConnectOutcome;
   try {
-    outcome = await authorizeAndDial(deps, req, info.identity, destination, fields);
+    outcome = await authorizeAndDial(deps, req, attempt.identity, destination);
   } catch (err) {
     reservation?.release();
     throw err;
   }
   if (outcome.kind !== 'tunnel') {
     reservation?.release();
+    if (outcome.kind === 'cancelled') deps.events.emit('connectAbandoned', { attempt, stage: 'deciding' });
     return outcome;
   }
   return { ...outcome, reservation };
 }
 
 /** A dialled tunnel the front end could not start (the client left first): free what it holds. */
-export function abandonTunnel(outcome: Extract<ConnectOutcome, { kind: 'tunnel' }>): void {
+export function abandonTunnel(events: GatewayEvents, outcome: DialledTunnel): void {
   outcome.upstream.destroy();
   outcome.reservation?.release();
+  events.emit('connectAbandoned', { attempt: outcome.attempt, stage: 'dialled' });
 }
+
+/** Publishes a refusal and returns the outcome that tells the front end what to answer. */
+export function reject(
+  events: GatewayEvents,
+  attempt: ConnectAttempt,
+  status: ConnectRejected['status'],
+  reason: RejectReason,
+  detail: string | undefined,
+  facts?: ConnectRejected['facts'],
+): { readonly kind: 'reject'; readonly status: RejectStatus } {
+  events.emit('connectRejected', { attempt, status, reason, detail, ...(facts ? { facts } : {}) });
+  return { kind: 'reject', status };
+}
+
+const monotonic = () => performance.now();
 
 /** Policy, then egress vetting, then the dial: the steps after the request and identity checks. */
 async function authorizeAndDial(
@@ -114,65 +118,84 @@ async function authorizeAndDial(
   req: ConnectRequest,
   identity: string,
   destination: Destination,
-  fields: TunnelLogFields,
 ): Promise<ConnectOutcome> {
-  const { info } = req;
-  const { logger } = deps;
-  const decision = await deps.policy.decide(identity, info.spki, destination.authority);
+  const { attempt } = req;
+  const now = deps.now ?? monotonic;
+  const policyPhase = { start: now(), end: 0 };
+  attempt.policy = policyPhase;
+  const decision = await deps.policy.decide(identity, attempt.spki, destination.authority);
+  policyPhase.end = now();
   if (!decision.allowed) {
-    logger.info(
-      { ...fields, policy_decision: 'deny', deny_reason: decision.reason, deny_detail: decision.detail },
-      LogEvent.connectDenied,
+    return reject(
+      deps.events,
+      attempt,
+      403,
+      { kind: 'denied', denyReason: decision.reason },
+      decision.detail,
     );
-    return { kind: 'reject', status: 403 };
   }
-  fields['permission_id'] = decision.permissionId;
-  // An investigator must be able to tell an allow that was reused (policy.decision_cache_ms) from a query.
-  if (decision.cached) fields['policy_cache'] = 'hit';
-  fields['signing_key_id'] = decision.signingKeyId;
+  attempt.grant = decision;
   if (req.cancelled()) return { kind: 'cancelled' };
 
+  const dnsPhase = { start: now(), end: 0 };
+  attempt.dns = dnsPhase;
   const vetted = await vetDestination(destination.host, deps.guard, {
     timeoutMs: deps.connectTimeoutMs,
     ...(deps.lookup ? { lookup: deps.lookup } : {}),
   });
+  dnsPhase.end = now();
   if (!vetted.ok) {
     if (vetted.kind === 'egress_refused') {
-      logger.info(
-        {
-          ...fields,
-          policy_decision: 'deny',
-          deny_reason: 'egress_refused',
-          deny_detail: `${vetted.refusal.address} is ${vetted.refusal.reason} (${vetted.refusal.rule})`,
-        },
-        LogEvent.connectDenied,
+      const { refusal } = vetted;
+      return reject(
+        deps.events,
+        attempt,
+        403,
+        { kind: 'denied', denyReason: 'egress_refused' },
+        `${refusal.address} is ${refusal.reason} (${refusal.rule})`,
       );
-      return { kind: 'reject', status: 403 };
     }
-    logger.info(
-      { ...fields, error_kind: `dns_${vetted.error.kind}`, error: vetted.error.message },
-      LogEvent.tcpConnectFailed,
+    return reject(
+      deps.events,
+      attempt,
+      502,
+      { kind: 'upstream_failed', errorKind: `dns_${vetted.error.kind}` },
+      vetted.error.message,
     );
-    return { kind: 'reject', status: 502 };
   }
   if (req.cancelled()) return { kind: 'cancelled' };
 
+  const dialPhase = { start: now(), end: 0 };
+  attempt.dial = dialPhase;
   let upstream: Socket;
   try {
     upstream = await dialVetted(vetted.address, destination.port, deps.connectTimeoutMs);
   } catch (err) {
+    dialPhase.end = now();
     const kind = err instanceof DialError ? err.kind : 'failed';
-    logger.info(
-      { ...fields, dest_addr: vetted.address.address, error_kind: kind, error: (err as Error).message },
-      LogEvent.tcpConnectFailed,
+    return reject(
+      deps.events,
+      attempt,
+      502,
+      { kind: 'upstream_failed', errorKind: kind },
+      (err as Error).message,
+      {
+        dest_addr: vetted.address.address,
+      },
     );
-    return { kind: 'reject', status: 502 };
   }
+  dialPhase.end = now();
   if (req.cancelled()) {
     upstream.destroy();
     return { kind: 'cancelled' };
   }
-  fields['dest_addr'] = vetted.address.address;
-  logger.info({ ...fields, policy_decision: 'allow' }, LogEvent.connectAllowed);
-  return { kind: 'tunnel', upstream, fields, reservation: undefined };
+  return {
+    kind: 'tunnel',
+    attempt,
+    destination,
+    upstream,
+    destAddr: vetted.address.address,
+    grant: decision,
+    reservation: undefined,
+  };
 }

@@ -3,9 +3,11 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
-import { parseTraceparent } from '../observability/traceparent.js';
-import { abandonTunnel, type ConnectFlowDeps, runConnectFlow } from './connect-flow.js';
-import { clearRequestTimer, connectionInfoOf } from './connection-info.js';
+import type { GatewayEvents } from '../session/events.js';
+import { parseTraceparent } from '../tracecontext/traceparent.js';
+import { newAttempt } from './connect-attempt.js';
+import { abandonTunnel, type ConnectFlowDeps, reject, runConnectFlow } from './connect-flow.js';
+import { type ConnectionInfo, connectionInfoOf, markBusy, markIdle } from './connection-info.js';
 import type { OpenTunnels } from './open-tunnels.js';
 import {
   HTTP1_TUNNEL_ESTABLISHED,
@@ -17,6 +19,7 @@ import {
 export interface Http1FrontOptions {
   readonly flow: ConnectFlowDeps;
   readonly tunnels: OpenTunnels;
+  readonly events: GatewayEvents;
   readonly logger: Logger;
   readonly maxHeaderBytes: number;
 }
@@ -30,11 +33,11 @@ export function createHttp1Front(options: Http1FrontOptions): {
   accept(socket: TLSSocket): void;
   server: Server;
 } {
-  const { logger } = options;
+  const { events } = options;
   const server = createServer({
     maxHeaderSize: options.maxHeaderBytes,
-    // The request-head deadline is enforced by the TLS listener's own timer (server.request_timeout_ms),
-    // which also covers HTTP/2; Node's periodic checker would only add a second, coarser one.
+    // The request deadline is the TLS listener's own idle timer (server.request_timeout_ms), which also
+    // covers HTTP/2; Node's periodic checker would only add a second, coarser one.
     requestTimeout: 0,
     headersTimeout: 0,
     keepAliveTimeout: 0,
@@ -43,11 +46,18 @@ export function createHttp1Front(options: Http1FrontOptions): {
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const info = connectionInfoOf(req.socket);
-    if (info) clearRequestTimer(info);
-    logger.info(
-      { source_identity: info?.identity ?? undefined, source_peer_addr: info?.peerAddr, method: req.method },
-      LogEvent.methodNotAllowed,
-    );
+    if (info) {
+      reject(
+        events,
+        newAttempt(info, 'HTTP/1.1', req.url ?? '', undefined),
+        405,
+        { kind: 'method_not_allowed' },
+        undefined,
+        {
+          method: req.method,
+        },
+      );
+    }
     res.writeHead(405, {
       'content-type': 'text/plain; charset=utf-8',
       connection: 'close',
@@ -58,14 +68,15 @@ export function createHttp1Front(options: Http1FrontOptions): {
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const info = connectionInfoOf(socket);
-    logger.info(
-      {
-        source_identity: info?.identity ?? undefined,
-        source_peer_addr: info?.peerAddr,
-        error: err.code ?? err.message,
-      },
-      LogEvent.badRequest,
-    );
+    if (info) {
+      reject(
+        events,
+        newAttempt(info, 'HTTP/1.1', '', undefined),
+        400,
+        { kind: 'bad_request' },
+        err.code ?? err.message,
+      );
+    }
     if (socket.writable && !socket.destroyed) refuse(socket, 400);
     else socket.destroy();
   });
@@ -93,39 +104,37 @@ async function handleConnect(
     socket.destroy();
     return;
   }
-  clearRequestTimer(info);
+  markBusy(info);
   // Until the tunnel owns the socket, a client error must not become an unhandled 'error' event.
   const onEarlyError = () => socket.destroy();
   socket.on('error', onEarlyError);
+  const attempt = newAttempt(info, 'HTTP/1.1', req.url ?? '', parseTraceparent(req.headers['traceparent']));
   try {
-    const outcome = await runConnectFlow(options.flow, {
-      info,
-      rawAuthority: req.url ?? '',
-      protocol: 'HTTP/1.1',
-      trace: parseTraceparent(req.headers['traceparent']),
-      cancelled: () => socket.destroyed,
-    });
+    const outcome = await runConnectFlow(options.flow, { attempt, cancelled: () => socket.destroyed });
     if (outcome.kind === 'cancelled') return;
     if (outcome.kind === 'reject') {
       refuse(socket, outcome.status);
       return;
     }
     if (socket.destroyed) {
-      abandonTunnel(outcome);
+      abandonTunnel(options.events, outcome);
       return;
     }
     socket.write(HTTP1_TUNNEL_ESTABLISHED);
-    const tunnel = options.tunnels.start(socket, outcome);
-    socket.removeListener('error', onEarlyError);
     // Bytes the client pipelined after the CONNECT head belong to the tunnel.
-    if (head.length > 0) tunnel.up.forward(head);
+    options.tunnels.start(socket, outcome, () => markIdle(info), head);
+    socket.removeListener('error', onEarlyError);
   } catch (err) {
-    options.logger.error(
-      { source_peer_addr: info.peerAddr, error: (err as Error).message },
-      LogEvent.internalError,
-    );
+    internalError(options, info, err);
     refuse(socket, 502);
   }
+}
+
+function internalError(options: Http1FrontOptions, info: ConnectionInfo, err: unknown): void {
+  options.logger.error(
+    { source_peer_addr: info.peerAddr, error: (err as Error).message },
+    LogEvent.internalError,
+  );
 }
 
 /**

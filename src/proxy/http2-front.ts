@@ -2,6 +2,7 @@ import {
   constants,
   createServer,
   type Http2Server,
+  type Http2Session,
   type IncomingHttpHeaders,
   type ServerHttp2Session,
   type ServerHttp2Stream,
@@ -9,21 +10,22 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
-import { parseTraceparent } from '../observability/traceparent.js';
-import { abandonTunnel, type ConnectFlowDeps, runConnectFlow } from './connect-flow.js';
-import { clearRequestTimer, connectionInfoOf } from './connection-info.js';
+import type { GatewayEvents } from '../session/events.js';
+import { parseTraceparent } from '../tracecontext/traceparent.js';
+import { newAttempt } from './connect-attempt.js';
+import { abandonTunnel, type ConnectFlowDeps, reject, runConnectFlow } from './connect-flow.js';
+import { type ConnectionInfo, connectionInfoOf, markBusy, markIdle } from './connection-info.js';
 import type { OpenTunnels } from './open-tunnels.js';
 import { type RejectStatus, STATUS_BODY } from './responses.js';
 
 export interface Http2FrontOptions {
   readonly flow: ConnectFlowDeps;
   readonly tunnels: OpenTunnels;
+  readonly events: GatewayEvents;
   readonly logger: Logger;
   readonly maxConcurrentStreams: number;
   readonly streamWindowBytes: number;
   readonly connectionWindowBytes: number;
-  /** A session with no frames for this long is closed (its tunnels would be idle too). */
-  readonly sessionIdleTimeoutMs: number;
   readonly maxHeaderListBytes: number;
   /** Stream window for this identity's sessions (smaller when its upload is rate-limited). */
   readonly streamWindowFor?: (identity: string | null) => number;
@@ -38,12 +40,25 @@ export interface Http2Front {
 }
 
 /**
+ * How long a session may linger once its client has ended its side (TCP FIN) or it was answered with
+ * GOAWAY: enough to flush what is in flight, then the socket goes, whatever its streams are doing. A
+ * client that half-closes can send no more WINDOW_UPDATE, so back-pressured streams would never finish.
+ */
+const SESSION_LINGER_MS = 2000;
+
+/** The tunnels of one HTTP/2 connection, so that they all end with it. */
+const SESSION_TUNNELS = Symbol('agent-gateway.session-tunnels');
+type WithTunnels = { [SESSION_TUNNELS]?: Set<string> };
+
+/**
  * HTTP/2 CONNECT: many tunnels per TLS connection, one stream each. Node's HTTP/2 engine runs over
  * the TLS socket our listener accepted; flow control does the backpressure: a paused stream stops
- * granting window, so the client cannot send more than one stream window ahead.
+ * granting window, so the client cannot send more than one stream window ahead. A session's tunnels
+ * end with it, however it ends (GOAWAY, a reset socket, a client that vanished while its streams were
+ * back-pressured), and its socket is destroyed once the session is done.
  */
 export function createHttp2Front(options: Http2FrontOptions): Http2Front {
-  const { logger } = options;
+  const { logger, tunnels } = options;
   const sessions = new Set<ServerHttp2Session>();
   const server: Http2Server = createServer({
     settings: {
@@ -57,12 +72,21 @@ export function createHttp2Front(options: Http2FrontOptions): Http2Front {
 
   server.on('session', (session: ServerHttp2Session) => {
     sessions.add(session);
-    session.on('close', () => sessions.delete(session));
+    const ids = new Set<string>();
+    (session as WithTunnels)[SESSION_TUNNELS] = ids;
+    const socket = session.socket;
+    session.on('close', () => {
+      sessions.delete(session);
+      // Node destroys the streams of a destroyed session, but not always the tunnels' upstream sockets
+      // in time, and a session closed by GOAWAY with streams stuck on flow control never ends them.
+      tunnels.closeSessions(ids, 'aborted', 'its HTTP/2 connection closed');
+      socket?.destroy();
+    });
     session.on('error', (err) => {
       const info = connectionInfoOf(session.socket);
       logger.info({ source_peer_addr: info?.peerAddr, error: err.message }, LogEvent.http2SessionError);
     });
-    session.setTimeout(options.sessionIdleTimeoutMs, () => session.close());
+    session.on('goaway', () => lingerThenDestroy(session));
     // The connection window must be at least the stream window times the streams that should
     // run at full speed together; Node's default (64 KiB) throttles every tunnel.
     if (!session.destroyed) session.setLocalWindowSize(options.connectionWindowBytes);
@@ -81,9 +105,16 @@ export function createHttp2Front(options: Http2FrontOptions): Http2Front {
   return {
     accept(socket: TLSSocket): void {
       // The listener keeps TLS sockets half-open for HTTP/1.1 tunnels. An HTTP/2 session has no use for
-      // a half-closed connection and only notices the peer's end once the socket closes, so without
-      // this a client that vanished without GOAWAY would keep its tunnels until the idle timeout.
-      socket.once('end', () => socket.end());
+      // a half-closed connection and only notices the peer's end once the socket closes, so end our side
+      // too, and do not wait for back-pressured streams to drain to a client that can no longer read.
+      socket.once('end', () => {
+        socket.end();
+        setTimeout(() => socket.destroy(), SESSION_LINGER_MS).unref();
+      });
+      socket.once('close', () => {
+        for (const session of sessions)
+          if (session.socket === null || session.destroyed) sessions.delete(session);
+      });
       server.emit('connection', socket);
     },
     closeSessions(): void {
@@ -95,59 +126,94 @@ export function createHttp2Front(options: Http2FrontOptions): Http2Front {
   };
 }
 
+function lingerThenDestroy(session: Http2Session): void {
+  setTimeout(() => {
+    if (!session.destroyed) session.destroy();
+  }, SESSION_LINGER_MS).unref();
+}
+
 async function handleStream(
   options: Http2FrontOptions,
   stream: ServerHttp2Stream,
   headers: IncomingHttpHeaders,
 ) {
-  const info = connectionInfoOf(stream.session?.socket);
+  const session = stream.session;
+  const info = connectionInfoOf(session?.socket);
   // Until a tunnel owns the stream, a reset from the client must not become an unhandled error.
   const onEarlyError = () => {};
   stream.on('error', onEarlyError);
-  if (!info) {
+  if (!info || !session) {
     stream.close(constants.NGHTTP2_REFUSED_STREAM);
     return;
   }
-  clearRequestTimer(info);
+  const attempt = newAttempt(
+    info,
+    'HTTP/2',
+    headers[':authority'] ?? '',
+    parseTraceparent(headers['traceparent']),
+  );
   const method = headers[':method'];
   if (method !== 'CONNECT') {
-    options.logger.info(
-      { source_identity: info.identity ?? undefined, source_peer_addr: info.peerAddr, method },
-      LogEvent.methodNotAllowed,
-    );
-    reject(stream, 405);
+    // Not work: a refused stream does not keep the connection from idling out.
+    reject(options.events, attempt, 405, { kind: 'method_not_allowed' }, undefined, { method });
+    respond(stream, 405);
+    closeIfUseless(session, info);
     return;
   }
+  markBusy(info);
+  let started = false;
   try {
     const outcome = await runConnectFlow(options.flow, {
-      info,
-      rawAuthority: headers[':authority'] ?? '',
-      protocol: 'HTTP/2',
-      trace: parseTraceparent(headers['traceparent']),
+      attempt,
       cancelled: () => stream.destroyed || stream.closed,
     });
     if (outcome.kind === 'cancelled') return;
     if (outcome.kind === 'reject') {
-      reject(stream, outcome.status);
+      respond(stream, outcome.status);
+      closeIfUseless(session, info);
       return;
     }
-    if (stream.destroyed || stream.closed) {
-      abandonTunnel(outcome);
+    if (stream.destroyed || stream.closed || session.destroyed) {
+      abandonTunnel(options.events, outcome);
       return;
     }
     stream.respond({ ':status': 200 });
-    options.tunnels.start(stream, outcome);
+    const ids = (session as WithTunnels)[SESSION_TUNNELS];
+    let id = '';
+    const tunnelSession = options.tunnels.start(stream, outcome, () => {
+      ids?.delete(id);
+      markIdle(info);
+    });
+    id = tunnelSession.id;
+    ids?.add(id);
+    started = true;
     stream.removeListener('error', onEarlyError);
   } catch (err) {
-    options.logger.error(
-      { source_peer_addr: info.peerAddr, error: (err as Error).message },
-      LogEvent.internalError,
-    );
-    reject(stream, 502);
+    internalError(options, info, err);
+    respond(stream, 502);
+  } finally {
+    if (!started) markIdle(info);
   }
 }
 
-function reject(stream: ServerHttp2Stream, status: RejectStatus): void {
+/**
+ * A certificate without a valid identity can never be granted a tunnel: after its first refusal the
+ * connection is closed instead of letting the client keep it open with PINGs and refused streams.
+ */
+function closeIfUseless(session: Http2Session, info: ConnectionInfo): void {
+  if (info.identity !== null || session.closed || session.destroyed) return;
+  session.close();
+  lingerThenDestroy(session);
+}
+
+function internalError(options: Http2FrontOptions, info: ConnectionInfo, err: unknown): void {
+  options.logger.error(
+    { source_peer_addr: info.peerAddr, error: (err as Error).message },
+    LogEvent.internalError,
+  );
+}
+
+function respond(stream: ServerHttp2Stream, status: RejectStatus): void {
   if (stream.destroyed || stream.closed) return;
   stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
   stream.end(`${STATUS_BODY[status]}\n`);

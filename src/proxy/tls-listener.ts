@@ -1,35 +1,44 @@
+import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { CertificateError, readClientCertificate } from '../identity/client-certificate.js';
-import { LogEvent } from '../observability/events.js';
-import type { Logger } from '../observability/logger.js';
-import { attachConnectionInfo, type ConnectionInfo, formatPeer } from './connection-info.js';
+import type { GatewayEvents } from '../session/events.js';
+import { type ConnectionCaps, ConnectionCounter } from './connection-caps.js';
+import { attachConnectionInfo, type ConnectionInfo, disarmIdle, formatPeer } from './connection-info.js';
 import { rotateTicketKeys, sessionTicketOptions, type TicketKeyRotation } from './session-tickets.js';
 
 export interface TlsListenerOptions {
   readonly certPem: Buffer;
   readonly keyPem: Buffer;
   readonly handshakeTimeoutMs: number;
+  /** A connection with no CONNECT in flight and no tunnel open for this long is closed. */
   readonly requestTimeoutMs: number;
   /** Lifetime of TLS session tickets, and how often their key is replaced; 0 = no resumption. */
   readonly sessionLifetimeS: number;
   /** DER content bytes of policy.client_ext_oid, encoded once at config load. */
   readonly identityOidContent: Buffer;
-  readonly logger: Logger;
-  readonly onHttp2: (socket: TLSSocket) => void;
-  readonly onHttp1: (socket: TLSSocket) => void;
+  readonly caps: ConnectionCaps;
+  readonly events: GatewayEvents;
+  readonly onHttp2: (socket: TLSSocket, info: ConnectionInfo) => void;
+  readonly onHttp1: (socket: TLSSocket, info: ConnectionInfo) => void;
 }
+
+/** The client's address, read when the TCP connection arrives (later reads fail once it is reset). */
+const PEER = Symbol('agent-gateway.peer');
+type WithPeer = { [PEER]?: string };
 
 /**
  * The one TLS port. It asks every client for a certificate but trusts no CA (interop: authority
  * lives in the signed registry rows; TLS only proves the client holds the key of the certificate
- * it sent). It reads the identity once per connection, then hands the socket to the HTTP/2 or
- * HTTP/1.1 front end by ALPN.
+ * it sent). It caps connections in total and per source address before any TLS work, reads the identity
+ * once per connection, then hands the socket to the HTTP/2 or HTTP/1.1 front end by ALPN.
  */
 export function createTlsListener(options: TlsListenerOptions): {
   server: Server;
   tickets: TicketKeyRotation;
+  counter: ConnectionCounter;
 } {
-  const { logger } = options;
+  const { events } = options;
   const server = createServer({
     cert: options.certPem,
     key: options.keyPem,
@@ -46,40 +55,61 @@ export function createTlsListener(options: TlsListenerOptions): {
     noDelay: true,
     ...sessionTicketOptions(options.sessionLifetimeS),
   });
+  const counter = new ConnectionCounter(options.caps);
+
+  // The raw TCP socket, before any TLS byte is read: the cheapest point to refuse a flood.
+  server.on('connection', (socket: Socket) => {
+    const peerAddr = formatPeer(socket.remoteAddress, socket.remotePort);
+    (socket as WithPeer)[PEER] = peerAddr;
+    // Read now: after a reset the address is gone, and the count must be released under the same key.
+    const source = socket.remoteAddress ?? 'unknown';
+    const refused = counter.admit(source);
+    if (refused !== undefined) {
+      events.emit('connectionRefused', { peerAddr, reason: refused.reason, detail: refused.detail });
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => counter.release(source));
+  });
 
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
-    logger.info(
-      {
-        source_peer_addr: formatPeer(socket.remoteAddress, socket.remotePort),
-        error: err.code ?? err.message,
-      },
-      LogEvent.tlsHandshakeFailed,
-    );
+    events.emit('handshakeFailed', { peerAddr: peerOf(socket), error: err.code ?? err.message });
     // With a listener installed Node leaves the socket open (a timed-out handshake would linger).
     socket.destroy();
   });
 
   server.on('secureConnection', (socket: TLSSocket) => {
-    const peerAddr = formatPeer(socket.remoteAddress, socket.remotePort);
+    const peerAddr = peerOf(socket);
     const info = identify(socket, peerAddr, options);
     if (!info) return;
     attachConnectionInfo(socket, info);
-    info.requestTimer = setTimeout(() => {
-      info.requestTimer = undefined;
-      logger.info(
-        { source_identity: info.identity ?? undefined, source_peer_addr: peerAddr },
-        LogEvent.requestTimeout,
-      );
-      socket.destroy();
-    }, options.requestTimeoutMs);
-    socket.once('close', () => {
-      if (info.requestTimer !== undefined) clearTimeout(info.requestTimer);
-    });
-    if (socket.alpnProtocol === 'h2') options.onHttp2(socket);
-    else options.onHttp1(socket);
+    const alpn = socket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1';
+    events.emit('handshakeCompleted', { peerAddr, alpn, resumed: socket.isSessionReused() });
+    info.armIdle = () => {
+      if (info.idleTimer !== undefined) clearTimeout(info.idleTimer);
+      info.idleTimer = setTimeout(() => {
+        info.idleTimer = undefined;
+        events.emit('connectionIdle', { peerAddr, identity: info.identity, reason: 'request_timeout' });
+        socket.destroy();
+      }, options.requestTimeoutMs);
+    };
+    info.armIdle();
+    socket.once('close', () => disarmIdle(info));
+    if (alpn === 'h2') options.onHttp2(socket, info);
+    else options.onHttp1(socket, info);
   });
 
-  return { server, tickets: rotateTicketKeys(server, options.sessionLifetimeS) };
+  return { server, tickets: rotateTicketKeys(server, options.sessionLifetimeS), counter };
+}
+
+/**
+ * The peer as read when its TCP connection arrived. The TLS socket wraps that raw socket (`_parent`, a
+ * Node internal since v0.x); its own remoteAddress is gone once the peer reset the connection, which is
+ * exactly when a handshake failure is logged.
+ */
+function peerOf(socket: TLSSocket): string {
+  const parent = (socket as unknown as { _parent?: WithPeer })._parent;
+  return parent?.[PEER] ?? formatPeer(socket.remoteAddress, socket.remotePort);
 }
 
 function identify(
@@ -89,11 +119,11 @@ function identify(
 ): ConnectionInfo | undefined {
   // getPeerCertificate(false).raw is the leaf DER as sent. Under load it costs less than
   // getPeerX509Certificate(): Node's X509Certificate constructor duplicates the certificate, and OpenSSL
-  // 3.0 decodes its public key again through the provider decoders (`perf`, bench suite: ~120 us against
-  // ~200 us per connection in the gateway process). We parse the bytes ourselves anyway.
+  // decodes its public key again through the provider decoders (`perf`, bench suite: ~120 us against
+  // ~200 us per connection in the gateway process on Node 20). We parse the bytes ourselves anyway.
   const leaf = socket.getPeerCertificate(false);
   if (!leaf?.raw) {
-    refuse(socket, peerAddr, options.logger, 'no_client_certificate', 'the client sent no certificate');
+    refuse(socket, peerAddr, options.events, 'no_client_certificate', 'the client sent no certificate');
     return undefined;
   }
   try {
@@ -101,21 +131,28 @@ function identify(
     return {
       identity: cert.identity,
       identityProblem: cert.identityProblem,
+      claimedIdentity: cert.claimedIdentity,
       spki: cert.spki,
+      spkiFingerprint: createHash('sha256').update(cert.spki).digest('hex'),
       peerAddr,
-      requestTimer: undefined,
+      busy: 0,
+      idleTimer: undefined,
+      armIdle: () => {},
     };
   } catch (err) {
     const detail = err instanceof CertificateError ? err.message : String(err);
-    refuse(socket, peerAddr, options.logger, 'bad_client_certificate', detail);
+    refuse(socket, peerAddr, options.events, 'bad_client_certificate', detail);
     return undefined;
   }
 }
 
-function refuse(socket: TLSSocket, peerAddr: string, logger: Logger, reason: string, detail: string): void {
-  logger.info(
-    { source_peer_addr: peerAddr, deny_reason: reason, deny_detail: detail },
-    LogEvent.clientCertificateRefused,
-  );
+function refuse(
+  socket: TLSSocket,
+  peerAddr: string,
+  events: GatewayEvents,
+  reason: 'no_client_certificate' | 'bad_client_certificate',
+  detail: string,
+): void {
+  events.emit('connectionRefused', { peerAddr, reason, detail });
   socket.destroy();
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { parseTraceparent } from '../observability/traceparent.js';
+import { parseTraceparent } from '../tracecontext/traceparent.js';
 
 /**
  * One W3C trace context per tunnel. When the local client already sent a `traceparent` (an

@@ -2,20 +2,33 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { OneWay } from './one-way.js';
 
+/** Why a tunnel ended. The pipe itself only tells the first five apart; the rest are its owners' reasons. */
 export type TunnelCloseCause =
   /** Both directions ended normally (each side sent its end). */
   | 'completed'
   | 'idle_timeout'
   | 'client_error'
   | 'dest_error'
-  /** One side went away without ending its direction (reset, abrupt close). */
+  /** One side went away without ending its direction (reset, abrupt close), or its connection did. */
   | 'aborted'
-  | 'shutdown';
+  | 'shutdown'
+  /** Its permission, signer or scope was revoked, deleted or changed so that it no longer allows it. */
+  | 'revoked'
+  /** The permission's or the signer's window ended. */
+  | 'expired'
+  /** The registry could not be re-checked for longer than policy.revalidation_grace_s. */
+  | 'revalidation_failed'
+  /** An operator closed it (`tunnels close`, the dashboard). */
+  | 'operator'
+  /** It reached server.max_tunnel_lifetime_s. */
+  | 'max_lifetime';
 
 export interface TunnelSummary {
   readonly bytesClientToDest: number;
   readonly bytesDestToClient: number;
   readonly cause: TunnelCloseCause;
+  /** The owner's precise reason for a close it asked for (a deny reason, who closed it). */
+  readonly reason: string | undefined;
   readonly error: string | undefined;
 }
 
@@ -33,6 +46,7 @@ export class Tunnel {
   readonly up: OneWay;
   readonly down: OneWay;
   private cause: TunnelCloseCause | undefined;
+  private reason: string | undefined;
   private error: string | undefined;
   private closedSides = 0;
   private reported = false;
@@ -53,8 +67,9 @@ export class Tunnel {
     dest.setTimeout(options.idleTimeoutMs, this.onIdle);
   }
 
-  /** Tear both sides down now (shutdown deadline, operator action). */
-  close(cause: TunnelCloseCause): void {
+  /** Tear both sides down now (shutdown deadline, revocation, operator action). */
+  close(cause: TunnelCloseCause, reason?: string): void {
+    if (this.cause === undefined) this.reason = reason;
     this.fail(cause, undefined);
   }
 
@@ -101,6 +116,7 @@ export class Tunnel {
       bytesClientToDest: this.up.bytes,
       bytesDestToClient: this.down.bytes,
       cause: this.cause ?? 'completed',
+      reason: this.reason,
       error: this.error,
     });
   }

@@ -123,5 +123,7 @@ test('registry outage under traffic: the first allow comes within a few attempts
     if (status !== 200) await sleep(200);
   }
   assert.equal(status, 200, `no allow within ${attempts} attempts (about 5 s) after the registry returned`);
-  t.diagnostic(`first allow after ${attempts} attempt(s), ${Math.round(performance.now() - back)} ms after the restart`);
+  t.diagnostic(
+    `first allow after ${attempts} attempt(s), ${Math.round(performance.now() - back)} ms after the restart`,
+  );
 });

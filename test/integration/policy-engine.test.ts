@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
 import { type AddressInfo, connect, createServer } from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import type postgres from 'postgres';
 import type { DenyReason } from '../../src/observability/events.js';
 import type { PolicyDecision, PolicyEngine } from '../../src/policy/engine.js';
@@ -113,12 +113,23 @@ async function granted() {
   return { principal, agent, permission };
 }
 
-function assertAllowed(decision: PolicyDecision, permission: StoredPermission, principal: Principal): void {
-  assert.deepEqual(decision, {
-    allowed: true,
-    permissionId: permission.permissionId,
-    signingKeyId: principal.keyId,
-  });
+function assertAllowed(
+  decision: PolicyDecision,
+  permission: StoredPermission,
+  principal: Principal,
+  opts: { cached?: boolean } = {},
+): void {
+  assert.equal(
+    decision.allowed,
+    true,
+    decision.allowed ? '' : `denied: ${decision.reason} ${decision.detail}`,
+  );
+  if (!decision.allowed) return;
+  assert.equal(decision.permissionId, permission.permissionId);
+  assert.equal(decision.signingKeyId, principal.keyId);
+  assert.match(decision.scopeId, /^[1-9][0-9]*$/, 'the covering delegation row is named');
+  assert.equal(decision.cached, opts.cached ?? false);
+  assert.ok(Number.isFinite(decision.validUntilMono), 'the allow says until when it holds');
 }
 
 function assertDenied(decision: PolicyDecision, reason: DenyReason): void {
@@ -722,9 +733,10 @@ describe('failures deny without throwing', () => {
   });
 });
 
-describe('decision cache (policy.decision_cache_ms, opt-in)', () => {
+describe('decision cache (policy.decision_cache_ms)', () => {
   const TTL = 60_000;
   let clock = 0;
+  let usable = true;
   let cached: PolicyEngine;
   before(() => {
     cached = createPolicyEngine(openRegistry(db.url, POLICY), {
@@ -733,28 +745,70 @@ describe('decision cache (policy.decision_cache_ms, opt-in)', () => {
       decisionCacheMs: TTL,
       now: () => clock,
     });
+    cached.setCacheGate(() => usable);
   });
   after(() => cached?.close());
+  beforeEach(() => {
+    usable = true;
+  });
 
-  test('off by default: the default engine never answers from a cache', async () => {
+  test('an engine without decision_cache_ms never answers from a cache, even with the gate open', async () => {
     const { principal, agent, permission } = await granted();
+    engine.setCacheGate(() => true);
     for (let i = 0; i < 2; i++) {
       assertAllowed(await engine.decide(agent.identity, agent.spki, DEST), permission, principal);
     }
   });
 
-  test('an allow is reused until the TTL, so a revocation acts only once it has passed', async () => {
+  test('closed until the live check opens it: a new engine queries every time', async () => {
+    const own = createPolicyEngine(openRegistry(db.url, POLICY), {
+      acquireTimeoutMs: 10_000,
+      queryTimeoutMs: 10_000,
+      decisionCacheMs: TTL,
+      now: () => clock,
+    });
+    try {
+      const { principal, agent, permission } = await granted();
+      for (let i = 0; i < 2; i++) {
+        assertAllowed(await own.decide(agent.identity, agent.spki, DEST), permission, principal);
+      }
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('an allow is reused while the gate is open and until the TTL; a closed gate asks the registry', async () => {
+    const { principal, agent, permission } = await granted();
+    assertAllowed(await cached.decide(agent.identity, agent.spki, DEST), permission, principal);
+    assertAllowed(await cached.decide(agent.identity, agent.spki, DEST), permission, principal, {
+      cached: true,
+    });
+    assert.equal(await revokePermission(admin, permission.permissionId), true);
+    // The live check is down: no cached allow may be used, and the registry says no.
+    usable = false;
+    assertDenied(await cached.decide(agent.identity, agent.spki, DEST), 'no_matching_permission');
+  });
+
+  test('an entry is gone after the TTL', async () => {
     const { principal, agent, permission } = await granted();
     assertAllowed(await cached.decide(agent.identity, agent.spki, DEST), permission, principal);
     assert.equal(await revokePermission(admin, permission.permissionId), true);
-    assert.deepEqual(await cached.decide(agent.identity, agent.spki, DEST), {
-      allowed: true,
-      permissionId: permission.permissionId,
-      signingKeyId: principal.keyId,
-      cached: true,
-    });
     clock += TTL;
     assertDenied(await cached.decide(agent.identity, agent.spki, DEST), 'no_matching_permission');
+  });
+
+  test('invalidateCache and forgetPermissions remove the allows they back', async () => {
+    const a = await granted();
+    const b = await granted();
+    assertAllowed(await cached.decide(a.agent.identity, a.agent.spki, DEST), a.permission, a.principal);
+    assertAllowed(await cached.decide(b.agent.identity, b.agent.spki, DEST), b.permission, b.principal);
+    cached.forgetPermissions([a.permission.permissionId]);
+    assertAllowed(await cached.decide(a.agent.identity, a.agent.spki, DEST), a.permission, a.principal);
+    assertAllowed(await cached.decide(b.agent.identity, b.agent.spki, DEST), b.permission, b.principal, {
+      cached: true,
+    });
+    cached.invalidateCache();
+    assertAllowed(await cached.decide(b.agent.identity, b.agent.spki, DEST), b.permission, b.principal);
   });
 
   test('a deny is never cached: a permission granted after a refusal allows at once', async () => {
@@ -790,12 +844,16 @@ describe('decision cache (policy.decision_cache_ms, opt-in)', () => {
     const permission = await grant(principal, agent, {
       window: { notBefore: { fromNow: '-1 day' }, notAfter: { fromNow: '10 seconds' } },
     });
-    assertAllowed(await cached.decide(agent.identity, agent.spki, DEST), permission, principal);
+    const first = await cached.decide(agent.identity, agent.spki, DEST);
+    assertAllowed(first, permission, principal);
+    assert.ok(
+      first.allowed && first.validUntilMono - clock <= 10_000 && first.validUntilMono - clock > 5_000,
+    );
     const second = await cached.decide(agent.identity, agent.spki, DEST);
     assert.equal(second.allowed && second.cached, true, 'reused within its validity');
     clock += 11_000;
     // Past the row's remaining validity by the cache's clock: asked again (the database, whose clock has
-    // not moved 11 s, still allows, but from a query: no `cached`).
+    // not moved 11 s, still allows, but from a query: not cached).
     assertAllowed(await cached.decide(agent.identity, agent.spki, DEST), permission, principal);
   });
 
@@ -806,6 +864,7 @@ describe('decision cache (policy.decision_cache_ms, opt-in)', () => {
       decisionCacheMs: TTL,
       now: () => clock,
     });
+    own.setCacheGate(() => true);
     const { principal, agent, permission } = await granted();
     assertAllowed(await own.decide(agent.identity, agent.spki, DEST), permission, principal);
     await own.close();

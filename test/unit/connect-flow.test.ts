@@ -6,7 +6,9 @@ import pino from 'pino';
 import { configSchema } from '../../src/config/schema.js';
 import { EgressGuard } from '../../src/egress/guard.js';
 import type { LookupFn } from '../../src/egress/resolve.js';
+import { auditLogSubscriber } from '../../src/observability/audit-log.js';
 import type { PolicyDecision, PolicyEngine } from '../../src/policy/engine.js';
+import { newAttempt } from '../../src/proxy/connect-attempt.js';
 import {
   abandonTunnel,
   type ConnectFlowDeps,
@@ -16,10 +18,14 @@ import {
 import type { ConnectionInfo } from '../../src/proxy/connection-info.js';
 import { RateLimiter } from '../../src/ratelimit/limiter.js';
 import { rateLimitSettings } from '../../src/ratelimit/settings.js';
+import { GatewayEvents } from '../../src/session/events.js';
+import type { TunnelProtocol } from '../../src/session/tunnel-session.js';
+import type { TraceContext } from '../../src/tracecontext/traceparent.js';
 
 /**
- * The CONNECT decision with its collaborators faked: which status each failure gets, what is logged,
- * and above all the order: no DNS lookup and no dial for a CONNECT the policy denies.
+ * The CONNECT decision with its collaborators faked: which status each failure gets, what is published
+ * (and so logged by the audit subscriber), and above all the order: no DNS lookup and no dial for a
+ * CONNECT the policy denies.
  */
 let server: Server;
 let port: number;
@@ -53,8 +59,14 @@ function harness(decision: PolicyDecision, opts: { allow?: string[]; answers?: s
       decisions.push([identity, destination]);
       return decision;
     },
+    recheck: async () => ({ ok: true, verdicts: [] }),
+    setCacheGate: () => {},
+    invalidateCache: () => {},
+    forgetPermissions: () => {},
     close: async () => {},
   };
+  const events = new GatewayEvents();
+  events.subscribe(auditLogSubscriber(pino({ level: 'info' }, sink), { refusalsPerSource: 0 }));
   const lookup: LookupFn = async (host) => {
     lookups.push(host);
     return (opts.answers ?? ['127.0.0.1']).map((address) => ({
@@ -68,7 +80,7 @@ function harness(decision: PolicyDecision, opts: { allow?: string[]; answers?: s
       guard: new EgressGuard({ allowCidrs: opts.allow ?? ['127.0.0.0/8'], denyCidrs: [], ownAddresses: [] }),
       connectTimeoutMs: 2000,
       lookup,
-      logger: pino({ level: 'info' }, sink),
+      events,
     },
     logs,
     lookups,
@@ -76,16 +88,41 @@ function harness(decision: PolicyDecision, opts: { allow?: string[]; answers?: s
   };
 }
 
-const ALLOW: PolicyDecision = { allowed: true, permissionId: 'perm-1', signingKeyId: 'org-a' };
+const ALLOW: PolicyDecision = {
+  allowed: true,
+  permissionId: 'perm-1',
+  signingKeyId: 'org-a',
+  scopeId: '7',
+  validUntilMono: Number.POSITIVE_INFINITY,
+  endsWith: 'permission',
+  cached: false,
+};
 const DENY: PolicyDecision = { allowed: false, reason: 'no_matching_permission', detail: 'none' };
 
 function info(identity: string | null, problem: 'missing' | 'malformed' | null = null): ConnectionInfo {
   return {
     identity,
     identityProblem: problem,
+    claimedIdentity: problem === 'malformed' ? Buffer.from('\x0c\x03bad') : null,
     spki: Buffer.from([0x30]),
+    spkiFingerprint: 'f'.repeat(64),
     peerAddr: '127.0.0.1:5',
-    requestTimer: undefined,
+    busy: 0,
+    idleTimer: undefined,
+    armIdle: () => {},
+  };
+}
+
+const TRACE: TraceContext = { traceId: 'a'.repeat(32), parentSpanId: 'b'.repeat(16) };
+
+function request(
+  authority: string,
+  who: ConnectionInfo = info('agent-a'),
+  opts: { protocol?: TunnelProtocol; trace?: TraceContext; cancelled?: () => boolean } = {},
+) {
+  return {
+    attempt: newAttempt(who, opts.protocol ?? 'HTTP/2', authority, opts.trace),
+    cancelled: opts.cancelled ?? (() => false),
   };
 }
 
@@ -94,40 +131,32 @@ async function flow(
   authority: string,
   who: ConnectionInfo = info('agent-a'),
 ): Promise<ConnectOutcome> {
-  const outcome = await runConnectFlow(h.deps, {
-    info: who,
-    rawAuthority: authority,
-    protocol: 'HTTP/2',
-    trace: { traceId: 'a'.repeat(32), parentSpanId: 'b'.repeat(16) },
-    cancelled: () => false,
-  });
+  const outcome = await runConnectFlow(h.deps, request(authority, who, { trace: TRACE }));
   if (outcome.kind === 'tunnel') outcome.upstream.destroy();
   // pino writes asynchronously to the sink; let it deliver.
   await new Promise((r) => setImmediate(r));
   return outcome;
 }
 
-test('allowed: normalized destination to the policy, vetted address dialled, allow logged with the trace', async () => {
+test('allowed: normalized destination to the policy, vetted address dialled, grant and trace handed on', async () => {
   const h = harness(ALLOW, { answers: ['127.0.0.1'] });
   const outcome = await flow(h, `LocalHost:${port}`);
   assert.equal(outcome.kind, 'tunnel');
   assert.deepEqual(h.decisions, [['agent-a', `localhost:${port}`]]);
   assert.deepEqual(h.lookups, ['localhost']);
-  const allowed = h.logs.find((l) => l['msg'] === 'CONNECT allowed');
-  assert.equal(allowed?.['permission_id'], 'perm-1');
-  assert.equal(allowed?.['dest_addr'], '127.0.0.1');
-  assert.equal(allowed?.['trace_id'], 'a'.repeat(32));
-});
-
-test('an allow reused from the decision cache says so in the log; a queried one does not', async () => {
-  const queried = harness(ALLOW, { answers: ['127.0.0.1'] });
-  await flow(queried, `localhost:${port}`);
-  const fresh = queried.logs.find((l) => l['msg'] === 'CONNECT allowed');
-  assert.ok(fresh);
-  assert.equal('policy_cache' in fresh, false);
-  const reused = harness({ ...ALLOW, cached: true }, { answers: ['127.0.0.1'] });
-  await flow(reused, `localhost:${port}`);
-  assert.equal(reused.logs.find((l) => l['msg'] === 'CONNECT allowed')?.['policy_cache'], 'hit');
+  if (outcome.kind !== 'tunnel') return;
+  assert.equal(outcome.grant.permissionId, 'perm-1');
+  assert.equal(outcome.destAddr, '127.0.0.1');
+  assert.equal(outcome.destination.authority, `localhost:${port}`);
+  assert.deepEqual(outcome.attempt.trace, TRACE);
+  // Every phase was timed, in order, for the decision-latency metric and the trace's child spans.
+  const { policy, dns, dial } = outcome.attempt;
+  assert.ok(policy && dns && dial);
+  assert.ok(
+    policy.start <= policy.end && policy.end <= dns.start && dns.end <= dial.start && dial.start <= dial.end,
+  );
+  // The allow is logged when the tunnel starts (open-tunnels), not here: nothing was refused.
+  assert.deepEqual(h.logs, []);
 });
 
 test('denied by policy: 403, and the name is never looked up nor dialled', async () => {
@@ -187,17 +216,16 @@ test('unreachable destination: 502 and a TCP connect failed line', async () => {
   assert.ok(h.logs.some((l) => l['msg'] === 'TCP connect failed'));
 });
 
-test('a client gone during the decision gets nothing dialled', async () => {
+test('a client gone during the decision gets nothing dialled, and the abandonment is logged', async () => {
   const h = harness(ALLOW);
-  const outcome = await runConnectFlow(h.deps, {
-    info: info('agent-a'),
-    rawAuthority: `127.0.0.1:${port}`,
-    protocol: 'HTTP/1.1',
-    trace: undefined,
-    cancelled: () => true,
-  });
+  const outcome = await runConnectFlow(
+    h.deps,
+    request(`127.0.0.1:${port}`, info('agent-a'), { protocol: 'HTTP/1.1', cancelled: () => true }),
+  );
   assert.deepEqual(outcome, { kind: 'cancelled' });
   assert.deepEqual(h.lookups, []);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(h.logs.find((l) => l['msg'] === 'CONNECT abandoned')?.['stage'], 'deciding');
 });
 
 test('the tunnel slot: freed by a refusal, handed over with a dialled tunnel, freed when it is abandoned', async () => {
@@ -206,13 +234,6 @@ test('the tunnel slot: freed by a refusal, handed over with a dialled tunnel, fr
     rateLimitSettings(configSchema.shape.rate_limit.parse({ max_tunnels_per_identity: 1 })),
   );
   const deps = { ...h.deps, limiter };
-  const request = (authority: string) => ({
-    info: info('agent-a'),
-    rawAuthority: authority,
-    protocol: 'HTTP/2' as const,
-    trace: undefined,
-    cancelled: () => false,
-  });
   const closed = await new Promise<number>((resolve) => {
     const s = createServer();
     s.listen(0, '127.0.0.1', () => {
@@ -227,12 +248,12 @@ test('the tunnel slot: freed by a refusal, handed over with a dialled tunnel, fr
   const dialled = await runConnectFlow(deps, request(`127.0.0.1:${port}`));
   assert.equal(dialled.kind, 'tunnel');
   assert.deepEqual(await runConnectFlow(deps, request(`127.0.0.1:${port}`)), { kind: 'reject', status: 429 });
-  if (dialled.kind === 'tunnel') abandonTunnel(dialled);
+  if (dialled.kind === 'tunnel') abandonTunnel(h.deps.events, dialled);
   const again = await runConnectFlow(deps, request(`127.0.0.1:${port}`));
   assert.equal(again.kind, 'tunnel');
   if (again.kind === 'tunnel') {
     assert.equal(dialled.kind === 'tunnel' && dialled.upstream.destroyed, true);
-    abandonTunnel(again);
+    abandonTunnel(h.deps.events, again);
   }
   limiter.stop();
 });

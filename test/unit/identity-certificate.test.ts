@@ -182,6 +182,7 @@ describe('readClientCertificate on openssl certificates', () => {
       spki: cert('none').opensslSpki,
       identity: null,
       identityProblem: 'missing',
+      claimedIdentity: null,
     });
   });
 
@@ -204,6 +205,9 @@ describe('readClientCertificate on openssl certificates', () => {
       assert.equal(result.identity, null);
       assert.equal(result.identityProblem, 'malformed');
       assert.deepEqual(result.spki, cert(name).opensslSpki);
+      // What the client claimed is kept, as raw bytes, for the audit trail (never matched).
+      assert.ok(result.claimedIdentity instanceof Buffer);
+      assert.ok(cert(name).der.includes(result.claimedIdentity));
     });
   }
 
@@ -227,11 +231,13 @@ describe('readClientCertificate on openssl certificates', () => {
     assert.ok(at > 0 && der.indexOf(other, at + 1) === -1);
     const duplicated = Buffer.from(der);
     duplicated[at + other.length - 1] = 0x01; // ...57264.1.9 -> ...57264.1.1, same length
-    assert.deepEqual(read(duplicated), {
-      spki: cert('twoOids').opensslSpki,
-      identity: null,
-      identityProblem: 'malformed',
-    });
+    const result = read(duplicated);
+    assert.deepEqual(
+      { spki: result.spki, identity: result.identity, identityProblem: result.identityProblem },
+      { spki: cert('twoOids').opensslSpki, identity: null, identityProblem: 'malformed' },
+    );
+    // The first extension's value is kept as the claim, for the audit trail: the UTF8String "agent-alpha".
+    assert.equal(result.claimedIdentity?.subarray(2).toString(), 'agent-alpha');
     // pkijs reads the same two extensions, confirming the patch produced a real duplicate.
     const parsed = pkijs.Certificate.fromBER(new Uint8Array(duplicated));
     assert.equal(parsed.extensions?.filter((e) => e.extnID === IDENTITY_OID).length, 2);

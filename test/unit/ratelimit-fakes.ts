@@ -1,5 +1,5 @@
-import type { Clock } from '../../src/time/clock.js';
 import type { Throttleable } from '../../src/ratelimit/direction.js';
+import type { Clock } from '../../src/time/clock.js';
 
 interface FakeTimer {
   readonly at: number;

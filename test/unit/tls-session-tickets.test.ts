@@ -3,11 +3,11 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect, type Server, type TLSSocket } from 'node:tls';
 import { encodeOidContent } from '../../src/identity/oid.js';
-import { createLogger } from '../../src/observability/logger.js';
 import { DEFAULT_IDENTITY_EXTENSION_OID } from '../../src/pki/identity-extension.js';
 import { connectionInfoOf } from '../../src/proxy/connection-info.js';
 import type { TicketKeyRotation } from '../../src/proxy/session-tickets.js';
 import { createTlsListener } from '../../src/proxy/tls-listener.js';
+import { GatewayEvents } from '../../src/session/events.js';
 import { createTestPki, type TestAgent, type TestPki } from '../helpers/pki.js';
 
 /** A listener whose HTTP/1.1 hand-off records what the listener read from each connection. */
@@ -23,7 +23,8 @@ async function listener(
     requestTimeoutMs: 5000,
     sessionLifetimeS,
     identityOidContent: encodeOidContent(DEFAULT_IDENTITY_EXTENSION_OID),
-    logger: createLogger('silent'),
+    caps: { maxConnections: 100, maxPerSource: 100 },
+    events: new GatewayEvents(),
     onHttp2: (socket) => socket.destroy(),
     onHttp1: (socket: TLSSocket) => {
       const info = connectionInfoOf(socket);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseTraceparent } from '../../src/observability/traceparent.js';
+import { parseTraceparent } from '../../src/tracecontext/traceparent.js';
 
 test('a well-formed version-00 traceparent is continued', () => {
   assert.deepEqual(parseTraceparent('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), {

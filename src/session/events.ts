@@ -1,0 +1,245 @@
+import type { Destination } from '../destination/normalize.js';
+import type { TraceContext } from '../tracecontext/traceparent.js';
+import type { TunnelCloseCause } from '../tunnel/tunnel.js';
+import type { TunnelProtocol, TunnelSession } from './tunnel-session.js';
+
+export type { TunnelCloseCause };
+
+/**
+ * The gateway's one publish seam. Every transition of a connection, a CONNECT and a tunnel is published
+ * here exactly once, as a typed event; the audit log is its first subscriber, and metrics, traces and the
+ * dashboard subscribe the same way. The data path knows nothing about any of them (undici's diagnostics
+ * channels are the model), and a failing subscriber cannot break it.
+ */
+
+/** A TLS client as the listener saw it, before any identity is known. */
+export interface PeerEvent {
+  readonly peerAddr: string;
+}
+
+export interface HandshakeCompleted extends PeerEvent {
+  /** ALPN: `h2` or `http/1.1`. */
+  readonly alpn: string;
+  readonly resumed: boolean;
+}
+
+export interface HandshakeFailed extends PeerEvent {
+  /** OpenSSL's or Node's error code (e.g. `ERR_SSL_NO_SHARED_CIPHER`), else the message. */
+  readonly error: string;
+}
+
+/** The listener refused a connection before any CONNECT could be made on it. */
+export interface ConnectionRefused extends PeerEvent {
+  readonly reason:
+    | 'no_client_certificate'
+    | 'bad_client_certificate'
+    | 'max_connections'
+    | 'max_connections_per_source';
+  readonly detail: string;
+}
+
+/** A connection was closed because it never carried (or no longer carries) a tunnel. */
+export interface ConnectionIdle extends PeerEvent {
+  readonly identity: string | null;
+  /** `request_timeout`: no CONNECT in time; `no_identity`: its certificate can never get a tunnel. */
+  readonly reason: 'request_timeout' | 'no_identity';
+}
+
+/**
+ * One CONNECT (an HTTP/1.1 request or an HTTP/2 stream) from arrival to its answer. Typed, and filled in
+ * as the flow advances: the phases' times are what the decision-latency metric and the trace's child
+ * spans are made of (monotonic milliseconds, `performance.now()`).
+ */
+export interface ConnectAttempt {
+  readonly protocol: TunnelProtocol;
+  readonly peerAddr: string;
+  readonly identity: string | null;
+  /** The raw identity extension value of a certificate whose identity is malformed (audit only). */
+  readonly claimedIdentity: Buffer | null;
+  readonly spki: Buffer;
+  readonly spkiFingerprint: string;
+  /** As the client sent it (request target or :authority); attacker-controlled. */
+  readonly rawAuthority: string;
+  readonly trace: TraceContext | undefined;
+  readonly startedAt: number;
+  destination: Destination | undefined;
+  /** The policy's allow, once given (an egress refusal or a failed dial still names the permission). */
+  grant: AttemptGrant | undefined;
+  policy: Phase | undefined;
+  dns: Phase | undefined;
+  dial: Phase | undefined;
+}
+
+export interface AttemptGrant {
+  readonly permissionId: string;
+  readonly signingKeyId: string;
+  readonly cached: boolean;
+}
+
+export interface Phase {
+  readonly start: number;
+  end: number;
+}
+
+/** Why a CONNECT got no tunnel; `status` is what the client was answered. */
+export interface ConnectRejected {
+  readonly attempt: ConnectAttempt;
+  readonly status: 400 | 403 | 405 | 429 | 502 | 503;
+  readonly reason: RejectReason;
+  readonly detail: string | undefined;
+  /** Reason-specific facts (the tunnel cap and count, the address dialled, the method). */
+  readonly facts?: Readonly<Record<string, string | number | undefined>>;
+}
+
+export type RejectReason =
+  /** Policy or egress said no (`deny_reason` in the log): see observability/events.ts DENY_REASONS. */
+  | { readonly kind: 'denied'; readonly denyReason: string }
+  | { readonly kind: 'bad_request' }
+  | { readonly kind: 'method_not_allowed' }
+  | { readonly kind: 'too_many_tunnels' }
+  | { readonly kind: 'over_quota' }
+  | { readonly kind: 'upstream_failed'; readonly errorKind: string }
+  | { readonly kind: 'internal_error' };
+
+/** The client left before its CONNECT was answered; whatever was decided or dialled was given back. */
+export interface ConnectAbandoned {
+  readonly attempt: ConnectAttempt;
+  /** How far the CONNECT had got: `deciding` (policy, DNS or dial still running) or `dialled`. */
+  readonly stage: 'deciding' | 'dialled';
+}
+
+export interface TunnelOpened {
+  readonly session: TunnelSession;
+  readonly attempt: ConnectAttempt;
+}
+
+export interface TunnelThrottled {
+  readonly session: TunnelSession;
+  readonly direction: 'client_to_dest' | 'dest_to_client';
+  readonly limit: string;
+  readonly bytesPerSecond: number;
+  readonly burstBytes: number;
+}
+
+export interface TunnelClosed {
+  readonly session: TunnelSession;
+  readonly cause: TunnelCloseCause;
+  /** For revoked/expired/operator closes: the precise reason (a deny reason, who asked). */
+  readonly reason: string | undefined;
+  readonly error: string | undefined;
+  readonly bytesClientToDest: number;
+  readonly bytesDestToClient: number;
+  readonly durationMs: number;
+  readonly throttle: ThrottleTotals | undefined;
+}
+
+export interface ThrottleTotals {
+  readonly throttledMs: number;
+  readonly clientToDestThrottledMs: number;
+  readonly destToClientThrottledMs: number;
+  readonly maxHeldBytes: number;
+}
+
+/** The registry answered (again) or stopped answering; published on changes only. */
+export interface RegistryStatus {
+  readonly available: boolean;
+  readonly error: string | undefined;
+}
+
+/** The live check of open tunnels turned healthy or unhealthy; published on changes only. */
+export interface LiveCheckStatus {
+  readonly healthy: boolean;
+  /** `listening`: NOTIFY from the registry extension; `polling`: re-checks only; `down`: neither works. */
+  readonly mode: 'listening' | 'polling' | 'down';
+  readonly detail: string | undefined;
+}
+
+export interface GatewayEventMap {
+  handshakeCompleted: HandshakeCompleted;
+  handshakeFailed: HandshakeFailed;
+  connectionRefused: ConnectionRefused;
+  connectionIdle: ConnectionIdle;
+  connectRejected: ConnectRejected;
+  connectAbandoned: ConnectAbandoned;
+  tunnelOpened: TunnelOpened;
+  tunnelThrottled: TunnelThrottled;
+  tunnelClosed: TunnelClosed;
+  registryStatus: RegistryStatus;
+  liveCheckStatus: LiveCheckStatus;
+}
+
+export type GatewayEventName = keyof GatewayEventMap;
+
+/** A subscriber handles any subset of the events. */
+export type GatewaySubscriber = { readonly [K in GatewayEventName]?: (event: GatewayEventMap[K]) => void };
+
+type HandlerLists = { [K in GatewayEventName]: Array<(event: GatewayEventMap[K]) => void> };
+
+/**
+ * Synchronous fan-out: a handler runs inside the transition that published it, so a log line is written
+ * in the same turn as the event (the audit trail's order is the gateway's order). A handler that throws
+ * is reported once through `onSubscriberError` and otherwise ignored: observability must never take a
+ * tunnel down, and the gateway never allows anything because a subscriber failed (events are published
+ * after the decision).
+ */
+export class GatewayEvents {
+  readonly #handlers: HandlerLists = {
+    handshakeCompleted: [],
+    handshakeFailed: [],
+    connectionRefused: [],
+    connectionIdle: [],
+    connectRejected: [],
+    connectAbandoned: [],
+    tunnelOpened: [],
+    tunnelThrottled: [],
+    tunnelClosed: [],
+    registryStatus: [],
+    liveCheckStatus: [],
+  };
+  readonly #reported = new WeakSet<object>();
+
+  constructor(
+    private readonly onSubscriberError: (error: unknown, event: GatewayEventName) => void = () => {},
+  ) {}
+
+  /** Adds a subscriber; the returned function removes it. */
+  subscribe(subscriber: GatewaySubscriber): () => void {
+    const added: Array<[GatewayEventName, (event: never) => void]> = [];
+    for (const name of Object.keys(this.#handlers) as GatewayEventName[]) {
+      const handler = subscriber[name] as ((event: never) => void) | undefined;
+      if (handler === undefined) continue;
+      const bound = this.guard(subscriber, name, handler.bind(subscriber));
+      (this.#handlers[name] as Array<(event: never) => void>).push(bound);
+      added.push([name, bound]);
+    }
+    return () => {
+      for (const [name, bound] of added) {
+        const list = this.#handlers[name] as Array<(event: never) => void>;
+        const at = list.indexOf(bound);
+        if (at >= 0) list.splice(at, 1);
+      }
+    };
+  }
+
+  /** Whether anyone listens for `name` (so a publisher can skip building an expensive payload). */
+  has(name: GatewayEventName): boolean {
+    return this.#handlers[name].length > 0;
+  }
+
+  emit<K extends GatewayEventName>(name: K, event: GatewayEventMap[K]): void {
+    const list = this.#handlers[name];
+    for (let i = 0; i < list.length; i++) list[i]!(event);
+  }
+
+  private guard(subscriber: object, name: GatewayEventName, handler: (event: never) => void) {
+    return (event: never): void => {
+      try {
+        handler(event);
+      } catch (error) {
+        if (this.#reported.has(subscriber)) return;
+        this.#reported.add(subscriber);
+        this.onSubscriberError(error, name);
+      }
+    };
+  }
+}
