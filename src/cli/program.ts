@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { registerDemoCommand } from '../demo/command.js';
 import { registerSidecarCommand } from '../sidecar/cli.js';
+import { packageVersion } from '../version.js';
 import { registerAdminCommands } from './admin/register.js';
 import { runCheckConfig } from './check-config.js';
 import { runMigrate } from './migrate.js';
@@ -15,6 +16,7 @@ const program = new Command()
   .description(
     'mTLS CONNECT egress gateway for AI agents, authorized by signed permission rows in PostgreSQL',
   )
+  .version(packageVersion(), '-V, --version', 'print the agent-gateway version')
   .showHelpAfterError()
   .exitOverride((err) => {
     process.exit(err.exitCode === 0 ? 0 : 2);
