@@ -26,7 +26,9 @@ function readVersion(): string {
   }
   const version = (parsed as { version?: unknown } | null)?.version;
   if (typeof version !== 'string' || version === '') {
-    throw new Error(`${PACKAGE_JSON.pathname} has no "version" string (is the package installed completely?)`);
+    throw new Error(
+      `${PACKAGE_JSON.pathname} has no "version" string (is the package installed completely?)`,
+    );
   }
   return version;
 }
