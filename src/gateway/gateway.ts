@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
+import { loadTlsMaterial } from '../config/tls-material.js';
 import { EgressGuard } from '../egress/guard.js';
 import type { LookupFn } from '../egress/resolve.js';
 import { LogEvent } from '../observability/events.js';
@@ -43,10 +43,8 @@ export interface RunningGateway {
 export async function startGateway(loaded: LoadedConfig, options: GatewayOptions): Promise<RunningGateway> {
   const { config } = loaded;
   const { logger } = options;
-  const [certPem, keyPem] = await Promise.all([
-    readFile(config.server.tls_cert_path),
-    readFile(config.server.tls_key_path),
-  ]);
+  // Checked again (not only by loadConfig): the files may have changed since the config was loaded.
+  const { certPem, keyPem } = await loadTlsMaterial(config.server);
   const listen = parseListenAddr(config.server.listen_addr);
 
   const sql = openRegistry(loaded.databaseUrl, config.policy, { applicationName: 'agent-gateway' });
