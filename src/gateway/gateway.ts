@@ -17,9 +17,9 @@ import { createTlsListener } from '../proxy/tls-listener.js';
 import { RateLimiter } from '../ratelimit/limiter.js';
 import { rateLimitSettings } from '../ratelimit/settings.js';
 import { streamWindowForUpload } from '../ratelimit/stream-window.js';
-import { openRegistry } from '../registry/connect.js';
+import { openRegistry, registryTcpEndpoints } from '../registry/connect.js';
 import { assertSchemaVersion } from '../registry/schema-version.js';
-import { ownAddresses } from './own-addresses.js';
+import { ownAddresses, protectedEndpoints, resolveRegistryEndpoints } from './own-addresses.js';
 import { changesNeedingRestart } from './reload.js';
 
 export interface GatewayOptions {
@@ -60,15 +60,28 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     decisionCacheMs: config.policy.decision_cache_ms,
   });
 
+  // The registry is never a tunnel's destination (see own-addresses.ts); its host is resolved once, here.
+  let registry: Awaited<ReturnType<typeof resolveRegistryEndpoints>>;
+  try {
+    registry = await resolveRegistryEndpoints(registryTcpEndpoints(sql), {
+      timeoutMs: config.egress.connect_timeout_ms,
+      ...(options.lookup ? { lookup: options.lookup } : {}),
+    });
+  } catch (err) {
+    await policy.close(1).catch(() => undefined);
+    throw err;
+  }
+  const own = ownAddresses(listen.host);
+  const guard = new EgressGuard({
+    allowCidrs: config.egress.allow_cidrs,
+    denyCidrs: config.egress.deny_cidrs,
+    ownAddresses: own,
+  });
   const limiter = new RateLimiter(rateLimitSettings(config.rate_limit));
   const flow: ConnectFlowDeps = {
     policy,
     limiter,
-    guard: new EgressGuard({
-      allowCidrs: config.egress.allow_cidrs,
-      denyCidrs: config.egress.deny_cidrs,
-      ownAddresses: ownAddresses(listen.host),
-    }),
+    guard,
     connectTimeoutMs: config.egress.connect_timeout_ms,
     logger,
     ...(options.lookup ? { lookup: options.lookup } : {}),
@@ -118,6 +131,10 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   });
   server.on('error', (err) => logger.error({ error: err.message }, LogEvent.listenerError));
   const address = server.address() as AddressInfo;
+  // Only now is the port known (listen_addr may say 0); no CONNECT has been decided yet.
+  guard.protect(
+    protectedEndpoints({ ownAddresses: own, listener: { host: listen.host, port: address.port }, registry }),
+  );
   logger.info(
     {
       listen_addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,

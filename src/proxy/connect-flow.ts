@@ -132,7 +132,7 @@ async function authorizeAndDial(
   fields['signing_key_id'] = decision.signingKeyId;
   if (req.cancelled()) return { kind: 'cancelled' };
 
-  const vetted = await vetDestination(destination.host, deps.guard, {
+  const vetted = await vetDestination(destination.host, destination.port, deps.guard, {
     timeoutMs: deps.connectTimeoutMs,
     ...(deps.lookup ? { lookup: deps.lookup } : {}),
   });
