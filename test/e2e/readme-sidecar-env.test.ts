@@ -11,9 +11,9 @@ import { createCa, createServerCertificate } from '../../src/pki/certificates.js
 import { freshDatabase } from '../helpers/db.js';
 import type { GatewayProcess } from '../helpers/gateway-process.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { createPrincipal, grantPermission, grantScope } from '../helpers/registry-rows.js';
 import { startTestGateway } from '../helpers/sidecar-destinations.js';
 import { type SidecarProcess, sidecarArgs, startSidecarProcess } from '../helpers/sidecar-process.js';
+import { grantLoopbackPorts } from '../helpers/sidecar-registry.js';
 
 /**
  * The README's sidecar snippet, as an agent's environment: with exactly those proxy variables, curl and
@@ -52,18 +52,12 @@ before(async () => {
     createHttpsServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => res.end(`tls ${req.url}\n`)),
   );
   const agent = await pki.agent('agent-env');
-  const principal = await createPrincipal(db.sql, 'org-env');
-  for (const [i, port] of [httpPort, httpsPort].entries()) {
-    const destination = `${HOST}:${port}`;
-    await grantScope(db.sql, principal.keyId, destination);
-    await grantPermission(db.sql, {
-      permissionId: `perm-env-${i}`,
-      principal,
-      identity: 'agent-env',
-      agentSpki: agent.spkiDer,
-      destination,
-    });
-  }
+  await grantLoopbackPorts(db.sql, {
+    identity: 'agent-env',
+    agentSpki: agent.spkiDer,
+    ports: [httpPort, httpsPort],
+    host: HOST,
+  });
   gateway = await startTestGateway(pki, db.url);
   sidecar = await startSidecarProcess(
     sidecarArgs({ gateway: `127.0.0.1:${gateway.port}`, caPath: pki.caCertPath, agent }, [
