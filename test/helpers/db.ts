@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
@@ -81,8 +81,6 @@ async function testServerUrl(): Promise<string> {
 /** For a single file run by hand: one embedded server for this process, removed when it ends. */
 async function startOwnServer(): Promise<string> {
   const scratch = await mkdtemp(join(tmpdir(), 'agent-gateway-test-db-'));
-  // As root the server runs as the `postgres` OS user, which must be able to enter this directory.
-  await chmod(scratch, 0o755);
   const server = await startEmbeddedPostgres({ dataDir: join(scratch, 'pgdata'), persistent: false });
   const cleanup = async () => {
     await server.stop();
