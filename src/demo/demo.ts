@@ -126,6 +126,8 @@ export async function runDemo(opts: DemoOptions, io: Io): Promise<number> {
         gatewayPort: gateway.port,
         targetPort: target.port,
         postgresPort: pg.port,
+        postgresDataDir: pg.dataDir,
+        postgresPersistent: pg.persistent,
         logPath,
         databaseUrlPath,
         setupNotes,

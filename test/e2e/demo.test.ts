@@ -136,6 +136,7 @@ test('the demo runs from a state directory the postgres OS user cannot enter, an
     if (process.getuid?.() === 0) {
       assert.ok(moved !== undefined, `the demo says where the database went:\n${demo.output}`);
       assert.ok(existsSync(moved));
+      assert.ok(demo.output.includes(`data in ${moved} (deleted when the demo stops)`), demo.output);
     } else {
       assert.equal(moved, undefined, 'as its own user nothing needs to move');
     }
