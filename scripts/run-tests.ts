@@ -7,7 +7,7 @@
  *   run and deletes it afterwards, also on Ctrl-C or failure; test files create their own databases on it.
  */
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,9 +61,9 @@ async function main(): Promise<number> {
     return 1;
   }
 
+  // Private to this user: as root, the embedded server's data goes where its `postgres` user can reach it
+  // (devdb/embedded.ts), not necessarily in here.
   const scratch = await mkdtemp(join(tmpdir(), 'agent-gateway-tests-'));
-  // As root the embedded server runs as the `postgres` user, which must be able to enter this directory.
-  await chmod(scratch, 0o755);
   let stopDatabase: (() => Promise<void>) | undefined;
   let child: ReturnType<typeof spawn> | undefined;
   let interrupted: NodeJS.Signals | undefined;

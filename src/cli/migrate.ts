@@ -1,12 +1,32 @@
 import postgres from 'postgres';
+import { ensureGatewayRole, GatewayRoleError, gatewayRoleNameProblem } from '../registry/gateway-role.js';
 import { migrate } from '../registry/migrate.js';
 import { resolveDatabaseUrl } from './database-url.js';
 
-/** `agent-gateway migrate`: bring the registry schema to this version, or explain why not. */
-export async function runMigrate(flagUrl: string | undefined): Promise<number> {
-  const url = resolveDatabaseUrl(flagUrl);
+export interface MigrateOptions {
+  readonly databaseUrl?: string;
+  /** Also create (or bring up to date) the gateway's read-only role of this name. */
+  readonly gatewayRole?: string;
+  /** The environment variable holding that role's password (never a flag). */
+  readonly passwordEnv?: string;
+}
+
+/**
+ * `agent-gateway migrate`: bring the registry schema to this version, or explain why not; with
+ * `--gateway-role`, then make sure the gateway's read-only role exists with exactly its grants.
+ */
+export async function runMigrate(
+  opts: MigrateOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  const url = resolveDatabaseUrl(opts.databaseUrl, env);
   if (!url.ok) {
     process.stderr.write(`${url.message}\n`);
+    return 2;
+  }
+  const role = roleRequest(opts, env);
+  if (!role.ok) {
+    process.stderr.write(`agent-gateway migrate: ${role.message}\n`);
     return 2;
   }
   const sql = postgres(url.value, { max: 1, onnotice: () => {}, connect_timeout: 10 });
@@ -17,11 +37,48 @@ export async function runMigrate(flagUrl: string | undefined): Promise<number> {
         ? `registry is at schema version ${result.to}; nothing to apply\n`
         : `registry migrated from version ${result.from} to ${result.to}: applied ${result.applied.join(', ')}\n`,
     );
+    if (role.value !== undefined) {
+      const done = await ensureGatewayRole(sql, role.value);
+      const password = done.passwordSet
+        ? 'password set'
+        : done.created
+          ? 'no password set'
+          : 'password unchanged';
+      process.stdout.write(
+        `gateway role ${done.role}: ${done.created ? 'created' : 'already exists'} (LOGIN, no other attribute), ` +
+          `${password}\n` +
+          done.granted.map((g) => `  granted ${g}\n`).join('') +
+          done.skipped.map((g) => `  skipped ${g}\n`).join(''),
+      );
+    }
     return 0;
   } catch (err) {
     process.stderr.write(`agent-gateway migrate: ${(err as Error).message}\n`);
-    return 1;
+    return err instanceof GatewayRoleError && err.badInput ? 2 : 1;
   } finally {
     await sql.end({ timeout: 2 });
   }
+}
+
+type RoleRequest =
+  | { ok: true; value: { name: string; password?: string } | undefined }
+  | { ok: false; message: string };
+
+function roleRequest(opts: MigrateOptions, env: NodeJS.ProcessEnv): RoleRequest {
+  if (opts.gatewayRole === undefined) {
+    return opts.passwordEnv === undefined
+      ? { ok: true, value: undefined }
+      : { ok: false, message: '--password-env is the password of --gateway-role: pass both or neither' };
+  }
+  const problem = gatewayRoleNameProblem(opts.gatewayRole);
+  if (problem !== undefined) return { ok: false, message: `--gateway-role: ${problem}` };
+  if (opts.passwordEnv === undefined) return { ok: true, value: { name: opts.gatewayRole } };
+  const password = env[opts.passwordEnv];
+  if (password === undefined || password === '') {
+    return {
+      ok: false,
+      message: `--password-env: environment variable ${opts.passwordEnv} is not set or is empty; export it with the role's password first`,
+    };
+  }
+  return { ok: true, value: { name: opts.gatewayRole, password } };
 }

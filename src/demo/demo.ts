@@ -1,4 +1,4 @@
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { appendFile, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -83,9 +83,7 @@ export async function runDemo(opts: DemoOptions, io: Io): Promise<number> {
 
     const pgDir = join(stateDir, 'pgdata');
     await refuseLeftoverPostgres(pgDir);
-    io.out(
-      `demo: starting embedded PostgreSQL (${existsSync(join(pgDir, 'PG_VERSION')) ? 'reusing' : 'creating'} ${pgDir})…\n`,
-    );
+    io.out('demo: starting embedded PostgreSQL…\n');
     const pgLog = join(stateDir, 'postgres.log');
     const pg = await startEmbeddedPostgres({
       dataDir: pgDir,
@@ -93,6 +91,9 @@ export async function runDemo(opts: DemoOptions, io: Io): Promise<number> {
       log: (line) => void appendFile(pgLog, line).catch(() => {}),
     });
     cleanups.push(() => pg.stop());
+    io.out(`demo: PostgreSQL ${pg.reused ? 'reusing' : 'created'} ${pg.dataDir}\n`);
+    // E.g. a clone in a mode-700 home directory, as root: the server's user cannot reach it.
+    if (pg.note !== undefined) io.out(`demo: ${pg.note}\n`);
     if (interrupted) return stop(0);
 
     const databaseUrlPath = join(stateDir, 'database-url');
@@ -125,6 +126,8 @@ export async function runDemo(opts: DemoOptions, io: Io): Promise<number> {
         gatewayPort: gateway.port,
         targetPort: target.port,
         postgresPort: pg.port,
+        postgresDataDir: pg.dataDir,
+        postgresPersistent: pg.persistent,
         logPath,
         databaseUrlPath,
         setupNotes,
@@ -143,7 +146,8 @@ export async function runDemo(opts: DemoOptions, io: Io): Promise<number> {
 
 /**
  * As root, embedded PostgreSQL runs as the `postgres` user, which must be able to enter the state directory
- * on its way to the data directory: world-searchable, nothing else (keys inside are 0600).
+ * on its way to the data directory: world-searchable, nothing else (keys inside are 0600). When a parent
+ * directory shuts that user out anyway, the database moves to a temporary directory (devdb/embedded.ts).
  */
 async function prepareStateDir(stateDir: string): Promise<void> {
   await mkdir(stateDir, { recursive: true });

@@ -7,6 +7,9 @@ export interface DemoEndpoints {
   readonly gatewayPort: number;
   readonly targetPort: number;
   readonly postgresPort: number;
+  /** Where the database really is, and whether it outlives this run (see devdb/embedded.ts). */
+  readonly postgresDataDir: string;
+  readonly postgresPersistent: boolean;
   readonly logPath: string;
   readonly databaseUrlPath: string;
   readonly setupNotes: readonly string[];
@@ -42,7 +45,8 @@ export function demoInstructions(pki: DemoPki, e: DemoEndpoints): string {
     '',
     `  gateway      ${proxy}  (mTLS; HTTP/1.1 and HTTP/2 CONNECT)`,
     `  destination  ${url}  (a web server inside this demo)`,
-    `  registry     embedded PostgreSQL on 127.0.0.1:${e.postgresPort}, data in ${shown(`${e.stateDir}/pgdata`)}`,
+    `  registry     embedded PostgreSQL on 127.0.0.1:${e.postgresPort}, data in ${shown(e.postgresDataDir)}` +
+      (e.postgresPersistent ? '' : ' (deleted when the demo stops)'),
     `  logs         ${shown(e.logPath)}  (gateway JSON lines: one per CONNECT decision and per closed tunnel)`,
     '',
     `${pki.granted.identity} holds a permission signed for 127.0.0.1:${e.targetPort}, so this succeeds:`,

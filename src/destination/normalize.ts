@@ -20,6 +20,8 @@ export interface Destination {
 }
 
 const DEFAULT_PORT = 443;
+/** What a destination looks like, for help texts and messages. */
+export const DESTINATION_FORMS = 'host, host:port or [ipv6]:port (port 443 when left out; not a URL)';
 /** Decimal digits read by value: leading zeros are allowed (as by the reference), at most five significant digits. */
 const PORT_DIGITS = /^0*[0-9]{1,5}$/;
 /**
@@ -28,11 +30,20 @@ const PORT_DIGITS = /^0*[0-9]{1,5}$/;
  * forge lines of the signed canonical form) and URL syntax out of rows, logs and DNS queries.
  */
 const HOST_CHARS = /^[A-Za-z0-9._-]+$/;
+/**
+ * `scheme://`: someone wrote a URL where a destination goes. Such text is never accepted ('/' appears in no
+ * valid form), so this only picks the message: without it, `https://api.example.com/` is read as host
+ * `https` with port `//api.example.com/`.
+ */
+const URL_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+/** Ports implied by the URL schemes people paste, for the suggestion in the message. */
+const SCHEME_PORTS: Readonly<Record<string, number>> = { 'https:': 443, 'http:': 80 };
 
 export function parseDestination(input: string): Destination {
   const text = trimWhiteSpace(input);
   if (text === '')
     throw new DestinationError('destination is empty: expected host, host:port or [ipv6]:port');
+  if (URL_SCHEME.test(text)) throw urlGiven(text, input);
   if (text.startsWith('[')) return parseBracketed(text, input);
   const colons = countColons(text);
   if (colons > 1) {
@@ -67,6 +78,23 @@ function parseBracketed(text: string, input: string): Destination {
     throw new DestinationError(`destination ${quote(input)}: expected ':port' or nothing after ']'`);
   }
   return build(address.toLowerCase(), parsePort(rest.slice(1), input), true);
+}
+
+/** The error for a URL given as a destination, suggesting the destination the URL's origin names. */
+function urlGiven(text: string, input: string): DestinationError {
+  let suggestion = '';
+  try {
+    const url = new URL(text);
+    const port = url.port === '' ? SCHEME_PORTS[url.protocol] : Number(url.port);
+    if (url.hostname !== '' && port !== undefined)
+      suggestion = `; for this URL write ${quote(`${url.hostname}:${port}`)}`;
+  } catch {
+    // No suggestion for text that is not even a URL; the message still says what a destination is.
+  }
+  return new DestinationError(
+    `destination ${quote(input)} is a URL, not a destination: write ${DESTINATION_FORMS}, ` +
+      `e.g. "api.example.com" or "api.example.com:8443"${suggestion}`,
+  );
 }
 
 function checkHost(host: string, input: string): string {

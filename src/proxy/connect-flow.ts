@@ -139,7 +139,7 @@ async function authorizeAndDial(
 
   const dnsPhase = { start: now(), end: 0 };
   attempt.dns = dnsPhase;
-  const vetted = await vetDestination(destination.host, deps.guard, {
+  const vetted = await vetDestination(destination.host, destination.port, deps.guard, {
     timeoutMs: deps.connectTimeoutMs,
     ...(deps.lookup ? { lookup: deps.lookup } : {}),
   });

@@ -39,3 +39,13 @@ export function openRegistry(
     prepare: true,
   });
 }
+
+/**
+ * The registry's TCP endpoints as the driver parsed them from the URL (several hosts are allowed), so that
+ * the gateway can keep tunnels away from them; none for a Unix-socket registry.
+ */
+export function registryTcpEndpoints(sql: postgres.Sql): { host: string; port: number }[] {
+  const { host, port, path } = sql.options as { host: string[]; port: number[]; path?: string | false };
+  if (typeof path === 'string' && path !== '') return [];
+  return host.map((h, i) => ({ host: h, port: port[i] ?? port[0] ?? 5432 }));
+}

@@ -30,7 +30,7 @@ export interface MigrateResult {
  * Arbitrary but fixed: every migrator (ours, on any host) takes the same transaction-scoped advisory lock,
  * so two concurrent `migrate` runs apply each file once instead of racing on CREATE TABLE.
  */
-const MIGRATION_LOCK_KEY = 0x6167_6d31; // "agm1"
+export const MIGRATION_LOCK_KEY = 0x6167_6d31; // "agm1"
 
 const FILE_NAME = /^(\d{4})_[A-Za-z0-9_-]+\.sql$/;
 

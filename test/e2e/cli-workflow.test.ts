@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -7,6 +8,7 @@ import { type CliResult, curlThroughGateway, fields, runCli } from '../helpers/c
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 import { type GatewayProcess, startGatewayProcess, writeGatewayConfig } from '../helpers/gateway-process.js';
 import { startHttpServer } from '../helpers/loopback-servers.js';
+import { createPrincipal, grantPermission, grantScope } from '../helpers/registry-rows.js';
 
 /**
  * The operator toolkit as an operator uses it: the built CLI against a real PostgreSQL, and the real gateway
@@ -276,6 +278,61 @@ describe('CLI end to end: from an empty registry to an allowed tunnel and back',
       await db.sql`DELETE FROM permission_registry WHERE permission_id = 'perm-eve'`;
     }
     assert.equal((await cli('registry', 'verify')).code, 0, 'revoked and expired rows are not problems');
+  });
+
+  test('registry verify says what it cannot see: rows INSERTed or un-revoked with SQL pass, and they allow', async () => {
+    // The limits of the registry contract (README, "Trust model"): the database is the trust root for keys,
+    // scopes and revocations. verify must say so rather than claim to find every edit.
+    await ok('agent', 'create', '--identity', 'agent-mallory', '--out-dir', path('agents'));
+    const agentSpki = new X509Certificate(await readFile(path('agents/agent-mallory.pem'))).publicKey.export({
+      type: 'spki',
+      format: 'der',
+    });
+    try {
+      // A rogue signing key, its scope and a permission it signed itself, all written with SQL.
+      const rogue = await createPrincipal(db.sql, 'org-rogue');
+      await grantScope(db.sql, 'org-rogue', dest);
+      await grantPermission(db.sql, {
+        permissionId: 'perm-rogue',
+        principal: rogue,
+        identity: 'agent-mallory',
+        agentSpki,
+        destination: dest,
+      });
+      const rogueAllowed = await curlThroughGateway(gateway.port, agentTls('agent-mallory'), destUrl);
+      assert.match(rogueAllowed.stdout, /\n200$/, rogueAllowed.stderr);
+
+      // Revoked with the CLI, then revoked_at cleared with SQL: active again.
+      await ok('permission', 'revoke', '--permission-id', 'perm-rogue');
+      assert.match(
+        (await curlThroughGateway(gateway.port, agentTls('agent-mallory'), destUrl)).stdout,
+        /403$/,
+      );
+      await db.sql`UPDATE permission_registry SET revoked_at = NULL WHERE permission_id = 'perm-rogue'`;
+      const unrevoked = await curlThroughGateway(gateway.port, agentTls('agent-mallory'), destUrl);
+      assert.match(unrevoked.stdout, /\n200$/, unrevoked.stderr);
+
+      const report = await cli('registry', 'verify');
+      assert.equal(report.code, 0, 'none of this is detectable from the rows');
+      assert.match(report.stdout, /no problems\n/);
+      assert.match(
+        report.stdout,
+        /not detectable here: the database is the trust root for keys, scopes and revocations/,
+      );
+      assert.match(report.stdout, /INSERTed with SQL: it is as valid as one the CLI wrote/);
+      assert.match(report.stdout, /revoked_at set back to NULL/);
+      const json = JSON.parse((await cli('registry', 'verify', '--json')).stdout) as {
+        problems: unknown[];
+        notDetectable: string[];
+      };
+      assert.deepEqual(json.problems, []);
+      assert.equal(json.notDetectable.length, 3);
+      assert.ok(json.notDetectable.some((line) => /scope row INSERTed or widened with SQL/.test(line)));
+    } finally {
+      await db.sql`DELETE FROM permission_registry WHERE signing_key_id = 'org-rogue'`;
+      await db.sql`DELETE FROM principal_key_permissions WHERE signing_key_id = 'org-rogue'`;
+      await db.sql`DELETE FROM principal_signing_keys WHERE key_id = 'org-rogue'`;
+    }
   });
 
   test('bad input: clear messages, exit 2 for arguments and files, 1 for refusals', async () => {

@@ -3,7 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { run, runCli } from '../helpers/cli-runner.js';
@@ -39,8 +39,8 @@ interface RunningDemo {
 }
 
 /** Starts the demo and resolves once it printed its instructions (rejects if it exits first). */
-function startDemo(): Promise<RunningDemo> {
-  const child = spawn(process.execPath, [...CLI_ARGV, 'demo', '--state-dir', stateDir], {
+function startDemo(dir = stateDir): Promise<RunningDemo> {
+  const child = spawn(process.execPath, [...CLI_ARGV, 'demo', '--state-dir', dir], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -71,10 +71,10 @@ function printedCommands(output: string) {
 
 const sh = (line: string) => run('sh', ['-c', line], { cwd: ROOT, env: process.env });
 
-async function stopWithCtrlC(demo: RunningDemo): Promise<void> {
+async function stopWithCtrlC(demo: RunningDemo, dir = stateDir): Promise<void> {
   demo.child.kill('SIGINT');
   assert.equal(await demo.exited, 0, `demo exit code after SIGINT; stderr: ${demo.stderr()}`);
-  assert.equal(existsSync(join(stateDir, 'pgdata', 'postmaster.pid')), false, 'PostgreSQL stopped too');
+  assert.equal(existsSync(join(dir, 'pgdata', 'postmaster.pid')), false, 'PostgreSQL stopped too');
 }
 
 test('the demo prints a curl that succeeds and one that gets 403, stops on Ctrl-C, and reuses its state', {
@@ -118,6 +118,34 @@ test('the demo prints a curl that succeeds and one that gets 403, stops on Ctrl-
   const allowedAgain = await sh(again.curls[0] ?? '');
   assert.equal(allowedAgain.code, 0, allowedAgain.stderr);
   await stopWithCtrlC(second);
+});
+
+test('the demo runs from a state directory the postgres OS user cannot enter, and cleans up after itself', {
+  timeout: 300_000,
+}, async () => {
+  // A mode-700 directory, like root's home with the clone in it. As root the database must move out of it.
+  const hidden = await mkdtemp(join(tmpdir(), 'ag-demo-private-'));
+  const dir = join(hidden, 'state');
+  try {
+    const demo = await startDemo(dir);
+    const [allowedLine = ''] = printedCommands(demo.output).curls;
+    const allowed = await sh(allowedLine);
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.match(allowed.stdout, /reached me through the gateway/);
+    const moved = /so the database lives in (\S+) instead/.exec(demo.output)?.[1];
+    if (process.getuid?.() === 0) {
+      assert.ok(moved !== undefined, `the demo says where the database went:\n${demo.output}`);
+      assert.ok(existsSync(moved));
+      assert.ok(demo.output.includes(`data in ${moved} (deleted when the demo stops)`), demo.output);
+    } else {
+      assert.equal(moved, undefined, 'as its own user nothing needs to move');
+    }
+    await stopWithCtrlC(demo, dir);
+    if (moved !== undefined)
+      assert.equal(existsSync(dirname(moved)), false, 'the private directory is removed');
+  } finally {
+    await rm(hidden, { recursive: true, force: true });
+  }
 });
 
 test('the demo refuses a bad --port with exit code 2', async () => {

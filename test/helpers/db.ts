@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
@@ -16,11 +16,11 @@ export interface FreshDatabase {
 }
 
 /**
- * A new, migrated database of its own on the TEST_DATABASE_URL server, so test files running in parallel
+ * A new, migrated (unless `migrate: false`) database of its own on the TEST_DATABASE_URL server, so test files running in parallel
  * never see each other's rows. Without TEST_DATABASE_URL (a file run by hand) the first call starts an
  * embedded server for this process.
  */
-export async function freshDatabase(): Promise<FreshDatabase> {
+export async function freshDatabase(opts: { migrate?: boolean } = {}): Promise<FreshDatabase> {
   const serverUrl = await testServerUrl();
   const name = `ag_test_${process.pid}_${randomBytes(6).toString('hex')}`;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
@@ -32,7 +32,7 @@ export async function freshDatabase(): Promise<FreshDatabase> {
   const url = withDatabase(serverUrl, name);
   const sql = postgres(url, { max: 4, onnotice: () => {} });
   try {
-    await migrate(sql);
+    if (opts.migrate !== false) await migrate(sql);
   } catch (err) {
     await sql.end();
     await dropDatabase(serverUrl, name);
@@ -81,8 +81,6 @@ async function testServerUrl(): Promise<string> {
 /** For a single file run by hand: one embedded server for this process, removed when it ends. */
 async function startOwnServer(): Promise<string> {
   const scratch = await mkdtemp(join(tmpdir(), 'agent-gateway-test-db-'));
-  // As root the server runs as the `postgres` OS user, which must be able to enter this directory.
-  await chmod(scratch, 0o755);
   const server = await startEmbeddedPostgres({ dataDir: join(scratch, 'pgdata'), persistent: false });
   const cleanup = async () => {
     await server.stop();

@@ -7,11 +7,17 @@ import { createPrincipal, grantPermission, grantScope } from './registry-rows.js
  */
 export async function grantLoopbackPorts(
   sql: postgres.Sql,
-  grant: { readonly identity: string; readonly agentSpki: Buffer; readonly ports: readonly number[] },
+  grant: {
+    readonly identity: string;
+    readonly agentSpki: Buffer;
+    readonly ports: readonly number[];
+    /** Default 127.0.0.1. */
+    readonly host?: string;
+  },
 ): Promise<void> {
   const principal = await createPrincipal(sql, `org-of-${grant.identity}`);
   for (const [i, port] of grant.ports.entries()) {
-    const destination = `127.0.0.1:${port}`;
+    const destination = `${grant.host ?? '127.0.0.1'}:${port}`;
     await grantScope(sql, principal.keyId, destination);
     await grantPermission(sql, {
       permissionId: `perm-${grant.identity}-${i + 1}`,

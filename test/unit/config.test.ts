@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { ConfigError } from '../../src/config/errors.js';
 import { ListenAddrError, parseListenAddr } from '../../src/config/listen-addr.js';
 import { loadConfig, parseConfigText } from '../../src/config/load.js';
@@ -14,6 +14,7 @@ import {
   rateLimitSchema,
   serverSchema,
 } from '../../src/config/schema.js';
+import { writeServerTlsFiles } from '../helpers/tls-files.js';
 
 const SECRET = 'hunter2-s3cret';
 const URL_WITH_SECRET = `postgres://gateway:${SECRET}@db.internal:5432/registry`;
@@ -596,8 +597,10 @@ describe('parseConfigText: TOML syntax and reporting', () => {
 describe('loadConfig', () => {
   const dir = mkdtempSync(join(tmpdir(), 'agw-config-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'cert.pem'), 'not parsed here');
-  writeFileSync(join(dir, 'key.pem'), 'not parsed here');
+  let tls: Awaited<ReturnType<typeof writeServerTlsFiles>>;
+  before(async () => {
+    tls = await writeServerTlsFiles(dir);
+  });
   mkdirSync(join(dir, 'a-directory'));
 
   function writeConfig(name: string, cert: string, key: string): string {
@@ -611,11 +614,23 @@ describe('loadConfig', () => {
     return path;
   }
 
-  test('loads a valid file whose TLS files are readable', async () => {
-    const path = writeConfig('ok.toml', join(dir, 'cert.pem'), join(dir, 'key.pem'));
+  test('loads a valid file whose TLS certificate and key belong together', async () => {
+    const path = writeConfig('ok.toml', tls.certPath, tls.keyPath);
     const loaded = await loadConfig(path, {});
     assert.equal(loaded.path, path);
-    assert.equal(loaded.config.server.tls_cert_path, join(dir, 'cert.pem'));
+    assert.equal(loaded.config.server.tls_cert_path, tls.certPath);
+  });
+
+  test('a key of another certificate is a ConfigError naming both files', async () => {
+    const path = writeConfig('foreign.toml', tls.certPath, tls.foreignKeyPath);
+    await assert.rejects(loadConfig(path, {}), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assertProblem(
+        error,
+        /^server\.tls_key_path: ".*foreign-key\.pem" is not the private key of the certificate in ".*server\.pem"/,
+      );
+      return true;
+    });
   });
 
   test('a missing config file is a ConfigError naming the path', async () => {
@@ -639,7 +654,7 @@ describe('loadConfig', () => {
   });
 
   test('a relative TLS path is shown resolved against the working directory', async () => {
-    const path = writeConfig('relative.toml', 'no/such/cert.pem', join(dir, 'key.pem'));
+    const path = writeConfig('relative.toml', 'no/such/cert.pem', tls.keyPath);
     await assert.rejects(loadConfig(path, {}), (error: unknown) => {
       assert.ok(error instanceof ConfigError);
       assertProblem(

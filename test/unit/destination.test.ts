@@ -54,6 +54,22 @@ describe('normalizeDestination: interop examples', () => {
     rejects(['[::1]x'], /expected ':port' or nothing after '\]'/);
     rejects([':443'], /empty host/);
   });
+
+  it('says that a URL is not a destination, and which destination the URL names', () => {
+    rejects(
+      ['https://api.example.com/'],
+      /is a URL, not a destination: write host, host:port or \[ipv6\]:port/,
+    );
+    rejects(['https://api.example.com/'], /for this URL write "api\.example\.com:443"/);
+    rejects(['http://API.example.com/x?y'], /for this URL write "api\.example\.com:80"/);
+    rejects(['https://[::1]:8443'], /for this URL write "\[::1\]:8443"/);
+    rejects(['ftp://files.example.com/'], /is a URL, not a destination/);
+    // No port can be implied for an unknown scheme, so no suggestion is made up.
+    assert.throws(
+      () => normalizeDestination('ftp://files.example.com/'),
+      (e: Error) => !/for this URL/.test(e.message),
+    );
+  });
 });
 
 describe('normalizeDestination: hosts and ports', () => {

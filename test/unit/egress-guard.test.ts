@@ -88,13 +88,13 @@ const PUBLIC = [
 describe('EgressGuard: special ranges', () => {
   it('refuses every special range with its reason and rule', () => {
     for (const [address, reason, rule] of SPECIAL) {
-      const verdict = refused(open.check(address));
+      const verdict = refused(open.check(address, 443));
       assert.deepEqual(verdict, { ok: false, reason, address, rule }, address);
     }
   });
 
   it('lets ordinary public unicast through, echoing the address', () => {
-    for (const address of PUBLIC) assert.deepEqual(open.check(address), { ok: true, address }, address);
+    for (const address of PUBLIC) assert.deepEqual(open.check(address, 443), { ok: true, address }, address);
   });
 
   it('refuses anything that is not a plain IP address, including zone ids', () => {
@@ -107,7 +107,7 @@ describe('EgressGuard: special ranges', () => {
       '[::1]',
       '08.8.8.8',
     ]) {
-      assert.equal(refused(open.check(address)).reason, 'invalid_address', JSON.stringify(address));
+      assert.equal(refused(open.check(address, 443)).reason, 'invalid_address', JSON.stringify(address));
     }
   });
 });
@@ -119,10 +119,10 @@ describe('EgressGuard: allow, deny and own addresses', () => {
       denyCidrs: [],
       ownAddresses: [],
     });
-    assert.equal(guard.check('127.0.0.1').ok, true);
-    assert.equal(guard.check('10.1.2.3').ok, true);
-    assert.equal(refused(guard.check('127.0.0.2')).reason, 'loopback');
-    assert.equal(refused(guard.check('10.2.0.1')).reason, 'private');
+    assert.equal(guard.check('127.0.0.1', 443).ok, true);
+    assert.equal(guard.check('10.1.2.3', 443).ok, true);
+    assert.equal(refused(guard.check('127.0.0.2', 443)).reason, 'loopback');
+    assert.equal(refused(guard.check('10.2.0.1', 443)).reason, 'private');
   });
 
   it('denyCidrs refuse always, before allowCidrs and for public addresses', () => {
@@ -131,15 +131,15 @@ describe('EgressGuard: allow, deny and own addresses', () => {
       denyCidrs: ['10.0.5.0/24', '8.8.8.8', '2606:4700::/32'],
       ownAddresses: [],
     });
-    assert.equal(guard.check('10.0.4.1').ok, true);
-    assert.deepEqual(guard.check('10.0.5.1'), {
+    assert.equal(guard.check('10.0.4.1', 443).ok, true);
+    assert.deepEqual(guard.check('10.0.5.1', 443), {
       ok: false,
       reason: 'deny_cidrs',
       address: '10.0.5.1',
       rule: '10.0.5.0/24',
     });
-    assert.equal(refused(guard.check('8.8.8.8')).rule, '8.8.8.8/32');
-    assert.equal(refused(guard.check('2606:4700:4700::1111')).reason, 'deny_cidrs');
+    assert.equal(refused(guard.check('8.8.8.8', 443)).rule, '8.8.8.8/32');
+    assert.equal(refused(guard.check('2606:4700:4700::1111', 443)).reason, 'deny_cidrs');
   });
 
   it('IPv4 deny entries also catch that IPv4 inside IPv6 forms that carry it', () => {
@@ -155,11 +155,11 @@ describe('EgressGuard: allow, deny and own addresses', () => {
       '::8.8.8.8',
       `2001:0:808:808::${((~0x08080808 >>> 16) & 0xffff).toString(16)}:${(~0x08080808 & 0xffff).toString(16)}`,
     ]) {
-      const verdict = refused(guard.check(address));
+      const verdict = refused(guard.check(address, 443));
       assert.equal(verdict.reason, 'deny_cidrs', address);
       assert.equal(verdict.rule, '8.8.8.0/24', address);
     }
-    assert.equal(guard.check('::ffff:1.1.1.1').ok, true);
+    assert.equal(guard.check('::ffff:1.1.1.1', 443).ok, true);
   });
 
   it('refuses the gateway own addresses by exact numeric match', () => {
@@ -168,16 +168,16 @@ describe('EgressGuard: allow, deny and own addresses', () => {
       denyCidrs: [],
       ownAddresses: ['93.184.216.34', '2606:4700:0:0:0:0:0:1'],
     });
-    assert.deepEqual(guard.check('93.184.216.34'), {
+    assert.deepEqual(guard.check('93.184.216.34', 443), {
       ok: false,
       reason: 'gateway_own_address',
       address: '93.184.216.34',
       rule: '93.184.216.34/32',
     });
-    assert.equal(refused(guard.check('2606:4700::1')).reason, 'gateway_own_address');
-    assert.equal(refused(guard.check('2606:4700::0001')).rule, '2606:4700::1/128');
-    assert.equal(guard.check('93.184.216.35').ok, true);
-    assert.equal(guard.check('2606:4700::2').ok, true);
+    assert.equal(refused(guard.check('2606:4700::1', 443)).reason, 'gateway_own_address');
+    assert.equal(refused(guard.check('2606:4700::0001', 443)).rule, '2606:4700::1/128');
+    assert.equal(guard.check('93.184.216.35', 443).ok, true);
+    assert.equal(guard.check('2606:4700::2', 443).ok, true);
   });
 
   it('an explicit allow entry covering an own address lets it through', () => {
@@ -186,7 +186,47 @@ describe('EgressGuard: allow, deny and own addresses', () => {
       denyCidrs: [],
       ownAddresses: ['127.0.0.1'],
     });
-    assert.equal(guard.check('127.0.0.1').ok, true);
+    assert.equal(guard.check('127.0.0.1', 443).ok, true);
+  });
+
+  it('refuses a protected endpoint at its port even inside allow_cidrs, in every address form', () => {
+    const guard = new EgressGuard({
+      allowCidrs: ['127.0.0.0/8', '::ffff:0:0/96', '0.0.0.0/8'],
+      denyCidrs: [],
+      ownAddresses: [],
+      protectedEndpoints: [{ cidr: '127.0.0.0/8', port: 8443, what: 'the listener' }],
+    });
+    assert.deepEqual(guard.check('127.0.0.1', 8443), {
+      ok: false,
+      reason: 'protected_endpoint',
+      address: '127.0.0.1',
+      rule: '127.0.0.0/8 port 8443: the listener',
+    });
+    assert.equal(refused(guard.check('127.0.0.9', 8443)).reason, 'protected_endpoint');
+    assert.equal(refused(guard.check('::ffff:127.0.0.1', 8443)).reason, 'protected_endpoint');
+    // Other ports of the same addresses are what allow_cidrs is for.
+    assert.equal(guard.check('127.0.0.1', 8080).ok, true);
+    assert.equal(guard.check('::ffff:127.0.0.1', 8080).ok, true);
+  });
+
+  it('protect() adds endpoints after construction (the listener port is known only once listening)', () => {
+    const guard = new EgressGuard({
+      allowCidrs: ['10.0.0.0/8'],
+      denyCidrs: ['10.9.0.0/16'],
+      ownAddresses: [],
+    });
+    assert.equal(guard.check('10.1.2.3', 5432).ok, true);
+    guard.protect([{ cidr: '10.1.2.3', port: 5432, what: 'the registry' }]);
+    assert.equal(refused(guard.check('10.1.2.3', 5432)).rule, '10.1.2.3/32 port 5432: the registry');
+    assert.equal(guard.check('10.1.2.4', 5432).ok, true);
+    // deny_cidrs still comes first.
+    guard.protect([{ cidr: '10.9.0.1', port: 5432, what: 'the registry' }]);
+    assert.equal(refused(guard.check('10.9.0.1', 5432)).reason, 'deny_cidrs');
+    assert.throws(
+      () => guard.protect([{ cidr: '10.0.0.1/8', port: 1, what: 'x' }]),
+      /protectedEndpoints\[0\]/,
+    );
+    assert.throws(() => guard.protect([{ cidr: '10.0.0.1', port: 0, what: 'x' }]), /port 0 is not 1-65535/);
   });
 
   it('names the bad entry when configuration is wrong', () => {
@@ -213,14 +253,14 @@ describe('EgressGuard: IPv4 embedded in IPv6', () => {
       denyCidrs: [],
       ownAddresses: [],
     });
-    assert.equal(guard.check('127.0.0.1').ok, true);
+    assert.equal(guard.check('127.0.0.1', 443).ok, true);
     for (const address of [
       '::ffff:127.0.0.1',
       '::ffff:7f00:1',
       '0:0:0:0:0:FFFF:127.0.0.1',
       '::ffff:8.8.8.8',
     ]) {
-      const verdict = refused(guard.check(address));
+      const verdict = refused(guard.check(address, 443));
       assert.equal(verdict.reason, 'ipv4_embedded_ipv6', address);
       assert.equal(verdict.rule, '::ffff:0:0/96', address);
     }
@@ -232,17 +272,17 @@ describe('EgressGuard: IPv4 embedded in IPv6', () => {
       denyCidrs: [],
       ownAddresses: ['93.184.216.34'],
     });
-    assert.equal(guard.check('::ffff:8.8.8.8').ok, true);
-    assert.equal(guard.check('64:ff9b::8.8.8.8').ok, true);
-    assert.deepEqual(guard.check('::ffff:127.0.0.1'), {
+    assert.equal(guard.check('::ffff:8.8.8.8', 443).ok, true);
+    assert.equal(guard.check('64:ff9b::8.8.8.8', 443).ok, true);
+    assert.deepEqual(guard.check('::ffff:127.0.0.1', 443), {
       ok: false,
       reason: 'loopback',
       address: '::ffff:127.0.0.1',
       rule: '127.0.0.0/8',
     });
-    assert.equal(refused(guard.check('64:ff9b::a00:1')).reason, 'private');
-    assert.equal(refused(guard.check('64:ff9b::169.254.169.254')).reason, 'link_local');
-    assert.equal(refused(guard.check('::ffff:93.184.216.34')).reason, 'gateway_own_address');
+    assert.equal(refused(guard.check('64:ff9b::a00:1', 443)).reason, 'private');
+    assert.equal(refused(guard.check('64:ff9b::169.254.169.254', 443)).reason, 'link_local');
+    assert.equal(refused(guard.check('::ffff:93.184.216.34', 443)).reason, 'gateway_own_address');
   });
 
   it('allowing both the IPv6 form and the IPv4 it carries lets it through', () => {
@@ -251,8 +291,8 @@ describe('EgressGuard: IPv4 embedded in IPv6', () => {
       denyCidrs: [],
       ownAddresses: [],
     });
-    assert.equal(guard.check('::ffff:127.0.0.1').ok, true);
-    assert.equal(refused(guard.check('::ffff:127.0.0.2')).reason, 'ipv4_embedded_ipv6');
+    assert.equal(guard.check('::ffff:127.0.0.1', 443).ok, true);
+    assert.equal(refused(guard.check('::ffff:127.0.0.2', 443)).reason, 'ipv4_embedded_ipv6');
   });
 
   it('vets both IPv4 addresses of an allowed Teredo address', () => {
@@ -260,9 +300,9 @@ describe('EgressGuard: IPv4 embedded in IPv6', () => {
     // Server 8.8.8.8 in bits 32-63, client (bit-inverted) in the low 32 bits.
     const teredo = (client: number) =>
       `2001:0:808:808:0:0:${((~client >>> 16) & 0xffff).toString(16)}:${(~client & 0xffff).toString(16)}`;
-    assert.equal(guard.check(teredo(0x01010101)).ok, true);
-    assert.equal(refused(guard.check(teredo(0x7f000001))).reason, 'loopback');
-    assert.equal(refused(guard.check('2001:0:a00:1::1')).reason, 'private'); // server 10.0.0.1
+    assert.equal(guard.check(teredo(0x01010101), 443).ok, true);
+    assert.equal(refused(guard.check(teredo(0x7f000001), 443)).reason, 'loopback');
+    assert.equal(refused(guard.check('2001:0:a00:1::1', 443)).reason, 'private'); // server 10.0.0.1
   });
 
   it('property: no IPv4 address is reachable through an embedding form without an IPv6 allow entry', () => {
@@ -282,8 +322,8 @@ describe('EgressGuard: IPv4 embedded in IPv6', () => {
             nat64: `64:ff9b::${hi}:${lo}`,
             '6to4': `2002:${hi}:${lo}::1`,
           }[form];
-          assert.equal(guard.check(v4).ok, true);
-          const verdict = guard.check(address);
+          assert.equal(guard.check(v4, 443).ok, true);
+          const verdict = guard.check(address, 443);
           assert.equal(verdict.ok, false, address);
           if (!verdict.ok)
             assert.ok(['ipv4_embedded_ipv6', 'unspecified', 'loopback'].includes(verdict.reason), address);
@@ -300,8 +340,8 @@ describe('EgressGuard: IPv4 embedded in IPv6', () => {
     });
     fc.assert(
       fc.property(fc.ipV4(), fc.boolean(), (v4, nat64) => {
-        const direct = guard.check(v4);
-        const embedded = guard.check(nat64 ? `64:ff9b::${v4}` : `::ffff:${v4}`);
+        const direct = guard.check(v4, 443);
+        const embedded = guard.check(nat64 ? `64:ff9b::${v4}` : `::ffff:${v4}`, 443);
         assert.equal(embedded.ok, direct.ok);
         if (!direct.ok && !embedded.ok) assert.equal(embedded.reason, direct.reason);
       }),

@@ -156,14 +156,14 @@ describe('vetDestination', () => {
   });
 
   it('returns the first address when every answer passes', async () => {
-    assert.deepEqual(await vetDestination('public.example', guard, { timeoutMs: 1000, lookup }), {
+    assert.deepEqual(await vetDestination('public.example', 443, guard, { timeoutMs: 1000, lookup }), {
       ok: true,
       address: { address: '93.184.216.34', family: 4 },
     });
   });
 
   it('refuses the whole destination when any answer is refused (rebinding hedge)', async () => {
-    const result = await vetDestination('rebind.example', guard, { timeoutMs: 1000, lookup });
+    const result = await vetDestination('rebind.example', 443, guard, { timeoutMs: 1000, lookup });
     assert.deepEqual(result, {
       ok: false,
       kind: 'egress_refused',
@@ -172,12 +172,12 @@ describe('vetDestination', () => {
   });
 
   it('vets what the resolver returned, not what the name looks like', async () => {
-    const decimal = await vetDestination('decimal-loopback', guard, { timeoutMs: 1000, lookup });
+    const decimal = await vetDestination('decimal-loopback', 443, guard, { timeoutMs: 1000, lookup });
     assert.equal(
       decimal.ok === false && decimal.kind === 'egress_refused' && decimal.refusal.reason,
       'loopback',
     );
-    const mapped = await vetDestination('mapped.example', guard, { timeoutMs: 1000, lookup });
+    const mapped = await vetDestination('mapped.example', 443, guard, { timeoutMs: 1000, lookup });
     assert.equal(
       mapped.ok === false && mapped.kind === 'egress_refused' && mapped.refusal.reason,
       'ipv4_embedded_ipv6',
@@ -186,30 +186,33 @@ describe('vetDestination', () => {
 
   it('vets IP literals without a lookup', async () => {
     const literalLookup = fakeLookup({});
-    const loopback = await vetDestination('::1', guard, { timeoutMs: 1000, lookup: literalLookup });
+    const loopback = await vetDestination('::1', 443, guard, { timeoutMs: 1000, lookup: literalLookup });
     assert.equal(
       loopback.ok === false && loopback.kind === 'egress_refused' && loopback.refusal.reason,
       'loopback',
     );
-    const zoned = await vetDestination('fe80::1%eth0', guard, { timeoutMs: 1000, lookup: literalLookup });
+    const zoned = await vetDestination('fe80::1%eth0', 443, guard, {
+      timeoutMs: 1000,
+      lookup: literalLookup,
+    });
     assert.equal(
       zoned.ok === false && zoned.kind === 'egress_refused' && zoned.refusal.reason,
       'invalid_address',
     );
-    const open = await vetDestination('8.8.8.8', guard, { timeoutMs: 1000, lookup: literalLookup });
+    const open = await vetDestination('8.8.8.8', 443, guard, { timeoutMs: 1000, lookup: literalLookup });
     assert.deepEqual(open, { ok: true, address: { address: '8.8.8.8', family: 4 } });
     assert.deepEqual(literalLookup.asked, []);
   });
 
   it('reports DNS failures as dns_failed with the ResolveError', async () => {
-    const missing = await vetDestination('missing.example', guard, { timeoutMs: 1000, lookup });
+    const missing = await vetDestination('missing.example', 443, guard, { timeoutMs: 1000, lookup });
     assert.equal(missing.ok, false);
     if (missing.ok || missing.kind !== 'dns_failed')
       assert.fail(`expected dns_failed, got ${JSON.stringify(missing)}`);
     assert.ok(missing.error instanceof ResolveError);
     assert.equal(missing.error.kind, 'not_found');
 
-    const slow = await vetDestination('slow.example', guard, {
+    const slow = await vetDestination('slow.example', 443, guard, {
       timeoutMs: 1,
       lookup: () => new Promise(() => {}),
     });

@@ -1,7 +1,7 @@
 import { randomUUID, sign } from 'node:crypto';
 import type { Command } from 'commander';
 import type postgres from 'postgres';
-import { normalizeDestination } from '../../destination/normalize.js';
+import { DESTINATION_FORMS, normalizeDestination } from '../../destination/normalize.js';
 import { spkiFingerprint } from '../../pki/fingerprint.js';
 import { spkiDerOf } from '../../pki/keys.js';
 import { listPermissionStatuses, type PermissionRowStatus } from '../../policy/row-status.js';
@@ -246,7 +246,7 @@ export function registerPermissionCommands(program: Command): void {
         .option('--identity <id>', 'agent identity (checked against --agent-cert when both are given)')
         .option('--oid <oid>', 'identity extension OID for --agent-cert (default: 1.3.6.1.4.1.57264.1.1)')
         .option('--config <file>', "take the OID from this gateway config's policy.client_ext_oid")
-        .requiredOption('--destination <dest>', 'host, host:port or [ipv6]:port (port 443 by default)')
+        .requiredOption('--destination <dest>', DESTINATION_FORMS)
         .option(
           '--permission-id <id>',
           'id of the new row (default: perm-<random UUID>)',

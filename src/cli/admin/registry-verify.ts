@@ -21,10 +21,24 @@ interface Problem {
 }
 
 /**
+ * What `registry verify` cannot see, printed with every report. The registry is the trust root for signing
+ * keys, scopes and revocations (README, "Trust model"): a row written with SQL by someone who can write the
+ * database is indistinguishable from one the operator tools wrote, so verify must not be read as an audit
+ * of who changed what.
+ */
+export const VERIFY_BLIND_SPOTS: readonly string[] = [
+  'a signing key, a scope or a permission signed by such a key, INSERTed with SQL: it is as valid as one the CLI wrote',
+  'revoked_at set back to NULL on a permission, scope or signing key: the row is simply active again',
+  'a scope row INSERTed or widened with SQL: permissions inside it become valid',
+];
+
+/**
  * `registry verify`: judges every row as the gateway would, whatever the time. Rows denied only because
  * they (or their signer or scope) expired, are not valid yet or were revoked are counted, not reported; a
  * row denied for any other reason (bad signature, scope that never covered it, unusable signing key,
- * destination that can never match) is a problem, and any problem makes the exit code 1.
+ * destination that can never match) is a problem, and any problem makes the exit code 1. It finds rows
+ * that cannot work as stored (e.g. a signed field edited without re-signing), not rows that work but
+ * should not exist: see VERIFY_BLIND_SPOTS, which the report repeats.
  */
 export async function runRegistryVerify(opts: RegistryVerifyOptions, io: Io): Promise<number> {
   return runCommand('registry verify', io, () =>
@@ -48,7 +62,11 @@ export async function runRegistryVerify(opts: RegistryVerifyOptions, io: Io): Pr
       const scopes = await checkScopes(sql, problems);
       if (opts.json === true) {
         io.out(
-          `${JSON.stringify({ permissions, statuses, signingKeys: keys, scopes, problems }, null, 2)}\n`,
+          `${JSON.stringify(
+            { permissions, statuses, signingKeys: keys, scopes, problems, notDetectable: VERIFY_BLIND_SPOTS },
+            null,
+            2,
+          )}\n`,
         );
       } else {
         for (const p of problems)
@@ -59,6 +77,11 @@ export async function runRegistryVerify(opts: RegistryVerifyOptions, io: Io): Pr
         io.out(
           `checked ${permissions} permission(s)${permissions > 0 ? ` (${byStatus})` : ''}, ${keys} signing key(s), ` +
             `${scopes} scope row(s): ${problems.length === 0 ? 'no problems' : `${problems.length} problem(s)`}\n`,
+        );
+        io.out(
+          'not detectable here: the database is the trust root for keys, scopes and revocations, so rows ' +
+            "written with SQL by anyone who can write it look like the tools' own:\n" +
+            VERIFY_BLIND_SPOTS.map((line) => `  - ${line}\n`).join(''),
         );
       }
       return problems.length === 0 ? 0 : EXIT_FAILURE;
@@ -123,7 +146,8 @@ export function registerRegistryCommands(program: Command): void {
       group
         .command('verify')
         .description(
-          're-check every row as the gateway would; exit 1 if any row is denied for a reason other than time or revocation',
+          're-check every row as the gateway would; exit 1 if any row is denied for a reason other than time or ' +
+            'revocation (rows written or un-revoked with SQL by someone who can write the database are not detectable)',
         ),
     ),
   ).action(exitWith(runRegistryVerify));

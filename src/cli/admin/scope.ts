@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import { normalizeDestination } from '../../destination/normalize.js';
+import { DESTINATION_FORMS, normalizeDestination } from '../../destination/normalize.js';
 import { grantScope, revokeScope, revokeScopesFor } from '../../registry/writer.js';
 import { type Io, runCommand } from './action.js';
 import { failure, usageError } from './errors.js';
@@ -147,7 +147,7 @@ export function registerScopeCommands(program: Command): void {
           'let a signing key grant a destination; re-granting extends an overlapping scope, never shortens it',
         )
         .requiredOption('--key-id <id>', 'signing key id', nonEmpty('--key-id'))
-        .requiredOption('--destination <dest>', 'host, host:port or [ipv6]:port (port 443 by default)'),
+        .requiredOption('--destination <dest>', DESTINATION_FORMS),
       '365 days',
     ),
   ).action(exitWith(runScopeGrant));

@@ -1,0 +1,210 @@
+import type postgres from 'postgres';
+import { MIGRATION_LOCK_KEY, versionTableExists } from './migrate.js';
+import { scramSha256Verifier } from './scram.js';
+
+/**
+ * The database role the gateway connects as: LOGIN, nothing else, and exactly the privileges listed here.
+ * The registry is the trust root (README, "Trust model"), so the gateway must not be able to write it.
+ *
+ * This list is the one place that says what the role may do. An extension that adds tables (under its
+ * own schema, e.g. `agent_gateway_ext`) adds its grants here, marked `optional` so that a registry
+ * without the extension still gets a working role.
+ */
+export interface TableGrant {
+  /** Undefined: the schema the registry tables were migrated into (where agent_gateway_schema_version is). */
+  readonly schema?: string;
+  readonly table: string;
+  readonly privileges: readonly TablePrivilege[];
+  /** Skip (and say so) when the table does not exist, instead of failing: for extension tables. */
+  readonly optional?: boolean;
+}
+
+export type TablePrivilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE';
+
+export const GATEWAY_ROLE_GRANTS: readonly TableGrant[] = [
+  { table: 'agent_gateway_schema_version', privileges: ['SELECT'] },
+  { table: 'principal_signing_keys', privileges: ['SELECT'] },
+  { table: 'principal_key_permissions', privileges: ['SELECT'] },
+  { table: 'permission_registry', privileges: ['SELECT'] },
+];
+
+/** The registry tables, which the gateway's role must never be able to change. */
+const REGISTRY_TABLES = GATEWAY_ROLE_GRANTS.filter((g) => g.schema === undefined).map((g) => g.table);
+const WRITE_PRIVILEGES = ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'] as const;
+
+/** Lower-case letters, digits and `_`, as PostgreSQL folds unquoted names: no quoting surprises in URLs or psql. */
+const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export class GatewayRoleError extends Error {
+  override name = 'GatewayRoleError';
+  /** true: the request itself is bad (exit 2); false: the database refused or holds a conflicting role. */
+  readonly badInput: boolean;
+
+  constructor(message: string, badInput: boolean) {
+    super(message);
+    this.badInput = badInput;
+  }
+}
+
+export interface GatewayRoleResult {
+  readonly role: string;
+  readonly created: boolean;
+  readonly passwordSet: boolean;
+  /** What was granted, as `GRANT` would name it (`SELECT ON public.permission_registry`). */
+  readonly granted: readonly string[];
+  /** Optional grants whose table does not exist here. */
+  readonly skipped: readonly string[];
+}
+
+export function gatewayRoleNameProblem(name: string): string | undefined {
+  if (ROLE_NAME.test(name) && !name.startsWith('pg_')) return undefined;
+  return (
+    `role name ${JSON.stringify(name)} must be 1-63 lower-case letters, digits or "_", not starting with a ` +
+    'digit or "pg_" (e.g. agent_gateway)'
+  );
+}
+
+/**
+ * Creates the role if it does not exist (LOGIN, no other attribute), sets its password when one is given,
+ * and grants exactly GATEWAY_ROLE_GRANTS plus CONNECT on this database and USAGE on their schemas.
+ * Idempotent. Refuses an existing role that could write the registry or that holds administrative
+ * attributes, because granting SELECT to it would not make it a read-only gateway role. One transaction,
+ * under the migrations' advisory lock, so concurrent runs do not race on CREATE ROLE.
+ */
+export async function ensureGatewayRole(
+  sql: postgres.Sql,
+  opts: { name: string; password?: string },
+): Promise<GatewayRoleResult> {
+  const nameProblem = gatewayRoleNameProblem(opts.name);
+  if (nameProblem !== undefined) throw new GatewayRoleError(nameProblem, true);
+  const verifier = opts.password === undefined ? undefined : passwordVerifier(opts.password);
+  const role = opts.name;
+
+  return sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY}::bigint)`;
+    const registrySchema = await registrySchemaOf(tx);
+    const grants = GATEWAY_ROLE_GRANTS.map((g) => ({ ...g, schema: g.schema ?? registrySchema }));
+
+    const [existing] = await tx<RoleAttributes[]>`
+      SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
+      FROM pg_catalog.pg_roles WHERE rolname = ${role}`;
+    if (existing !== undefined) await refuseUnfitRole(tx, role, existing, registrySchema);
+
+    const password = verifier === undefined ? '' : ` PASSWORD '${verifier}'`;
+    if (existing === undefined) {
+      await tx.unsafe(
+        `CREATE ROLE ${quoteIdent(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS${password}`,
+      );
+    } else {
+      await tx.unsafe(`ALTER ROLE ${quoteIdent(role)} LOGIN${password}`);
+    }
+
+    const granted: string[] = [];
+    const skipped: string[] = [];
+    const [db] = await tx<{ name: string }[]>`SELECT current_database() AS name`;
+    await tx.unsafe(`GRANT CONNECT ON DATABASE ${quoteIdent(db!.name)} TO ${quoteIdent(role)}`);
+    granted.push(`CONNECT ON DATABASE ${db!.name}`);
+    const usable = new Set<string>();
+    for (const grant of grants) {
+      const target = `${grant.schema}.${grant.table}`;
+      const [found] = await tx<{ present: boolean }[]>`
+        SELECT to_regclass(${`${quoteIdent(grant.schema)}.${quoteIdent(grant.table)}`}) IS NOT NULL AS present`;
+      if (found?.present !== true) {
+        if (grant.optional === true) {
+          skipped.push(`${grant.privileges.join(', ')} ON ${target} (no such table)`);
+          continue;
+        }
+        throw new GatewayRoleError(
+          `table ${target} does not exist: run \`agent-gateway migrate\` first (it creates the registry tables)`,
+          false,
+        );
+      }
+      if (!usable.has(grant.schema)) {
+        usable.add(grant.schema);
+        await tx.unsafe(`GRANT USAGE ON SCHEMA ${quoteIdent(grant.schema)} TO ${quoteIdent(role)}`);
+        granted.push(`USAGE ON SCHEMA ${grant.schema}`);
+      }
+      await tx.unsafe(
+        `GRANT ${grant.privileges.join(', ')} ON TABLE ${quoteIdent(grant.schema)}.${quoteIdent(grant.table)} TO ${quoteIdent(role)}`,
+      );
+      granted.push(`${grant.privileges.join(', ')} ON ${target}`);
+    }
+    return { role, created: existing === undefined, passwordSet: verifier !== undefined, granted, skipped };
+  });
+}
+
+interface RoleAttributes {
+  rolsuper: boolean;
+  rolcreaterole: boolean;
+  rolcreatedb: boolean;
+  rolreplication: boolean;
+  rolbypassrls: boolean;
+}
+
+async function refuseUnfitRole(
+  tx: postgres.TransactionSql,
+  role: string,
+  attributes: RoleAttributes,
+  registrySchema: string,
+): Promise<void> {
+  const named: Array<[keyof RoleAttributes, string]> = [
+    ['rolsuper', 'SUPERUSER'],
+    ['rolcreaterole', 'CREATEROLE'],
+    ['rolcreatedb', 'CREATEDB'],
+    ['rolreplication', 'REPLICATION'],
+    ['rolbypassrls', 'BYPASSRLS'],
+  ];
+  const held = named.filter(([key]) => attributes[key]).map(([, word]) => word);
+  if (held.length > 0) {
+    throw new GatewayRoleError(
+      `role ${role} already exists with ${held.join(', ')}: the gateway's role must hold no administrative ` +
+        'attribute; choose a new role name (it is created read-only) or drop those attributes',
+      false,
+    );
+  }
+  const writes: string[] = [];
+  for (const table of REGISTRY_TABLES) {
+    const qualified = `${quoteIdent(registrySchema)}.${quoteIdent(table)}`;
+    for (const privilege of WRITE_PRIVILEGES) {
+      const [row] = await tx<{ has: boolean }[]>`
+        SELECT has_table_privilege(${role}, ${qualified}, ${privilege}) AS has`;
+      if (row?.has === true) writes.push(`${privilege} on ${table}`);
+    }
+  }
+  if (writes.length > 0) {
+    throw new GatewayRoleError(
+      `role ${role} already exists and can change the registry (${writes.join(', ')}), directly, through a ` +
+        'role it is a member of, or as an owner: the gateway must not be able to write its trust root; choose ' +
+        'a new role name or revoke those privileges',
+      false,
+    );
+  }
+}
+
+/** The schema holding the registry (where migrate created agent_gateway_schema_version). */
+async function registrySchemaOf(tx: postgres.TransactionSql): Promise<string> {
+  if (!(await versionTableExists(tx))) {
+    throw new GatewayRoleError(
+      'the registry tables do not exist in this database: run `agent-gateway migrate` first',
+      false,
+    );
+  }
+  const [row] = await tx<{ schema: string }[]>`
+    SELECT n.nspname AS schema FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relname = 'agent_gateway_schema_version' AND n.nspname = ANY (current_schemas(false))
+    ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1`;
+  return row!.schema;
+}
+
+function passwordVerifier(password: string): string {
+  try {
+    return scramSha256Verifier(password);
+  } catch (err) {
+    throw new GatewayRoleError(`gateway role password: ${(err as Error).message}`, true);
+  }
+}
+
+/** A double-quoted identifier; role names are checked by ROLE_NAME, schema and database names come from the catalog. */
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
