@@ -37,6 +37,12 @@ export async function runMigrate(
         ? `registry is at schema version ${result.to}; nothing to apply\n`
         : `registry migrated from version ${result.from} to ${result.to}: applied ${result.applied.join(', ')}\n`,
     );
+    const ext = result.extension;
+    process.stdout.write(
+      ext.applied.length === 0
+        ? `extension agent_gateway_ext is at version ${ext.to}; nothing to apply\n`
+        : `extension agent_gateway_ext migrated from version ${ext.from} to ${ext.to}: applied ${ext.applied.join(', ')}\n`,
+    );
     if (role.value !== undefined) {
       const done = await ensureGatewayRole(sql, role.value);
       const password = done.passwordSet

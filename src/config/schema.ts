@@ -86,10 +86,11 @@ export const policySchema = z
     pool_acquire_timeout_ms: positiveInt().default(1000),
     query_timeout_ms: positiveInt().default(500),
     /**
-     * Opt-in: how long an allow may be reused without asking the registry (0 = every CONNECT queries).
-     * A revocation then takes up to this long to act; denies are never cached. At most a minute.
+     * How long an allow may be reused without asking the registry (0 = every CONNECT queries). Used only
+     * while the live check is healthy and the registry's change notifications arrive, which invalidate it;
+     * denies are never cached. At most a minute.
      */
-    decision_cache_ms: nonNegativeInt().max(60_000).default(0),
+    decision_cache_ms: nonNegativeInt().max(60_000).default(10_000),
     /** How often every open tunnel's permission, signer and scope are re-checked (one batched query). */
     revalidation_interval_ms: positiveInt().min(100).max(1_000).default(500),
     /** How long open tunnels outlive an unreachable registry before they close (0 = at once). */

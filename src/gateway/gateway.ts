@@ -20,8 +20,10 @@ import { rateLimitSettings } from '../ratelimit/settings.js';
 import { streamWindowForUpload } from '../ratelimit/stream-window.js';
 import { openRegistry, registryTcpEndpoints } from '../registry/connect.js';
 import { QueryGate } from '../registry/query-gate.js';
+import { RegistryHealth } from '../registry/registry-health.js';
 import { assertSchemaVersion } from '../registry/schema-version.js';
 import { GatewayEvents } from '../session/events.js';
+import { startLiveAuthorization } from './live-authorization.js';
 import { ownAddresses, protectedEndpoints, resolveRegistryEndpoints } from './own-addresses.js';
 import { changesNeedingRestart } from './reload.js';
 
@@ -62,7 +64,10 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   );
   const audit = auditLogSubscriber(logger, { refusalsPerSource: config.observability.deny_log_limit });
   events.subscribe(audit);
-  const gate = new QueryGate(config.policy.max_connections);
+  const registryHealth = new RegistryHealth((available, error) =>
+    events.emit('registryStatus', { available, error }),
+  );
+  const gate = new QueryGate(config.policy.max_connections, registryHealth);
   const policy = createPolicyEngine(sql, {
     acquireTimeoutMs: config.policy.pool_acquire_timeout_ms,
     queryTimeoutMs: config.policy.query_timeout_ms,
@@ -150,6 +155,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   });
   server.on('error', (err) => logger.error({ error: err.message }, LogEvent.listenerError));
   const address = server.address() as AddressInfo;
+  const live = startLiveAuthorization({ databaseUrl: loaded.databaseUrl, config, policy, tunnels, events });
   // Only now is the port known (listen_addr may say 0); no CONNECT has been decided yet.
   guard.protect(
     protectedEndpoints({ ownAddresses: own, listener: { host: listen.host, port: address.port }, registry }),
@@ -207,6 +213,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     clearTimeout(timer);
     const leftOpen = tunnels.size;
     tunnels.closeAll('shutdown');
+    await live.stop();
     limiter.stop();
     http2.destroySessions();
     for (const socket of sockets) socket.destroy();

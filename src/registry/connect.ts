@@ -9,6 +9,15 @@ export interface OpenRegistryOptions {
 }
 
 /**
+ * Seconds before reopening a connection that failed. postgres.js waits (0.5-1) x min(3^failures / 100, 20)
+ * s by default, so after an outage of a few seconds a connection could sit out up to 20 s after the
+ * registry was back. Reconnect attempts are one small packet each: retry at most every second.
+ */
+export function reconnectBackoff(retries: number): number {
+  return Math.min(1, 0.05 * 2 ** retries);
+}
+
+/**
  * The gateway's connection pool to the registry. Limits come from `[policy]`: the server enforces the
  * query timeout itself (statement_timeout), so a slow query stops using server resources when we give up.
  */
@@ -31,10 +40,7 @@ export function openRegistry(
       plan_cache_mode: 'force_generic_plan',
     },
     onnotice: opts?.onNotice ?? (() => {}),
-    // postgres.js waits (0.5-1) x min(3^failures / 100, 20) s before reopening a connection that failed, so
-    // after an outage of a few seconds a connection could sit out up to 20 s after the registry was back.
-    // Reconnect attempts are one small packet each: retry at most every second.
-    backoff: (retries: number) => Math.min(1, 0.05 * 2 ** retries),
+    backoff: reconnectBackoff,
     // The per-CONNECT lookup is one statement: parse and plan it once per connection.
     prepare: true,
   });

@@ -7,6 +7,41 @@ import type postgres from 'postgres';
 /** The registry schema version this build of the gateway reads (the newest file in `migrations/`). */
 export const SCHEMA_VERSION = 1;
 
+/** The extension version this build ships (the newest file in `migrations/extension/`). */
+export const EXTENSION_VERSION = 1;
+
+/**
+ * A numbered series of migration files with a version table of its own. Two exist: the registry
+ * (interop contract; version table agent_gateway_schema_version, on the search_path) and our extension
+ * (schema agent_gateway_ext), which the original gateway never sees, so the registry stays at version 1.
+ */
+export interface MigrationSet {
+  /** For messages: "registry schema" or "extension agent_gateway_ext". */
+  readonly label: string;
+  readonly dir: string;
+  /** Where its version table lives: a schema name, or undefined for the search_path (the registry's). */
+  readonly schema: string | undefined;
+  readonly table: string;
+}
+
+export function registrySet(migrationsDir = defaultMigrationsDir()): MigrationSet {
+  return {
+    label: 'registry schema',
+    dir: migrationsDir,
+    schema: undefined,
+    table: 'agent_gateway_schema_version',
+  };
+}
+
+export function extensionSet(migrationsDir = defaultMigrationsDir()): MigrationSet {
+  return {
+    label: 'extension agent_gateway_ext',
+    dir: join(migrationsDir, 'extension'),
+    schema: 'agent_gateway_ext',
+    table: 'schema_version',
+  };
+}
+
 export class MigrationError extends Error {
   override name = 'MigrationError';
 }
@@ -34,16 +69,36 @@ export const MIGRATION_LOCK_KEY = 0x6167_6d31; // "agm1"
 
 const FILE_NAME = /^(\d{4})_[A-Za-z0-9_-]+\.sql$/;
 
+export interface MigrateAllResult extends MigrateResult {
+  /** The extension's versions and files, applied after the registry's. */
+  readonly extension: MigrateResult;
+}
+
 /**
- * Applies `migrations/NNNN_*.sql` in order, each file in its own transaction. Idempotent: a database that
- * is already current gets no statements but the version read. A database newer than the newest file is
+ * Applies the registry migrations (`migrations/NNNN_*.sql`), then the extension's
+ * (`migrations/extension/NNNN_*.sql`), each file in its own transaction. Idempotent: a database that is
+ * already current gets no statements but the version reads. A database newer than the newest file is
  * refused, because an old binary must not guess at a schema it does not know.
  */
-export async function migrate(sql: postgres.Sql, opts?: { migrationsDir?: string }): Promise<MigrateResult> {
-  const files = await listMigrations(opts?.migrationsDir ?? defaultMigrationsDir());
+export async function migrate(
+  sql: postgres.Sql,
+  opts?: { migrationsDir?: string; extension?: boolean },
+): Promise<MigrateAllResult> {
+  const dir = opts?.migrationsDir ?? defaultMigrationsDir();
+  const registry = await migrateSet(sql, registrySet(dir));
+  const extension =
+    opts?.extension === false || !existsSync(extensionSet(dir).dir)
+      ? { from: 0, to: 0, applied: [] }
+      : await migrateSet(sql, extensionSet(dir));
+  return { ...registry, extension };
+}
+
+/** Applies one set's files in order (see migrate). */
+export async function migrateSet(sql: postgres.Sql, set: MigrationSet): Promise<MigrateResult> {
+  const files = await listMigrations(set.dir);
   const newest = files.at(-1)?.version ?? 0;
-  const from = await readVersion(sql);
-  if (from > newest) throw tooNew(from, newest);
+  const from = await readSetVersion(sql, set);
+  if (from > newest) throw tooNew(set, from, newest);
 
   const applied: string[] = [];
   for (const file of files) {
@@ -52,46 +107,69 @@ export async function migrate(sql: postgres.Sql, opts?: { migrationsDir?: string
     const didApply = await sql.begin(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY}::bigint)`;
       // Re-read under the lock: another migrator may have applied this file while we waited.
-      const current = await readVersion(tx);
-      if (current > newest) throw tooNew(current, newest);
+      const current = await readSetVersion(tx, set);
+      if (current > newest) throw tooNew(set, current, newest);
       if (current >= file.version) return false;
       // Simple protocol: a migration file holds many statements and no parameters.
       await tx.unsafe(text).simple();
-      const after = await readVersion(tx);
+      const after = await readSetVersion(tx, set);
       if (after !== file.version) {
         throw new MigrationError(
-          `migration ${file.name} left the schema at version ${after}, expected ${file.version}: ` +
-            `each file must INSERT its own version into agent_gateway_schema_version (rolled back)`,
+          `migration ${file.name} left the ${set.label} at version ${after}, expected ${file.version}: ` +
+            `each file must INSERT its own version into ${qualified(set)} (rolled back)`,
         );
       }
       return true;
     });
     if (didApply) applied.push(file.name);
   }
-  return { from, to: Math.max(from, await readVersion(sql)), applied };
+  return { from, to: Math.max(from, await readSetVersion(sql, set)), applied };
 }
 
-/** Current schema version: 0 when the version table does not exist yet. */
+/** The registry's schema version: 0 when its version table does not exist yet. */
 export async function readVersion(sql: postgres.ISql): Promise<number> {
-  if (!(await versionTableExists(sql))) return 0;
-  const [row] = await sql<
-    { version: number | null }[]
-  >`SELECT max(version) AS version FROM agent_gateway_schema_version`;
+  return readSetVersion(sql, registrySet(NO_DIR));
+}
+
+/** The extension's version: 0 when the registry does not have it. */
+export async function readExtensionVersion(sql: postgres.ISql): Promise<number> {
+  return readSetVersion(sql, extensionSet(NO_DIR));
+}
+
+/** Reading a version needs no directory. */
+const NO_DIR = '';
+
+/** Whether agent_gateway_schema_version exists on the search_path. */
+export async function versionTableExists(sql: postgres.ISql): Promise<boolean> {
+  return setTableExists(sql, registrySet(NO_DIR));
+}
+
+async function readSetVersion(sql: postgres.ISql, set: MigrationSet): Promise<number> {
+  if (!(await setTableExists(sql, set))) return 0;
+  const [row] = await sql.unsafe<{ version: number | null }[]>(
+    `SELECT max(version) AS version FROM ${qualified(set)}`,
+  );
   return row?.version ?? 0;
 }
 
 /**
- * Whether agent_gateway_schema_version exists on the search_path. Reads pg_class with the statement's
- * snapshot rather than calling to_regclass(): to_regclass takes no lock, so it may answer from a stale
- * catalog cache and miss a table another migrator committed while we waited for the advisory lock.
+ * Reads pg_class with the statement's snapshot rather than calling to_regclass(): to_regclass takes no
+ * lock, so it may answer from a stale catalog cache and miss a table another migrator committed while we
+ * waited for the advisory lock.
  */
-export async function versionTableExists(sql: postgres.ISql): Promise<boolean> {
+async function setTableExists(sql: postgres.ISql, set: MigrationSet): Promise<boolean> {
   const [row] = await sql<{ present: boolean }[]>`
     SELECT EXISTS (
       SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relname = 'agent_gateway_schema_version' AND n.nspname = ANY (current_schemas(false))
+      WHERE c.relname = ${set.table}
+        AND (${set.schema ?? null}::text IS NULL AND n.nspname = ANY (current_schemas(false))
+             OR n.nspname = ${set.schema ?? null}::text)
     ) AS present`;
   return row?.present === true;
+}
+
+function qualified(set: MigrationSet): string {
+  return set.schema === undefined ? set.table : `${set.schema}.${set.table}`;
 }
 
 /** Migration files in version order; refuses gaps and duplicates (a broken install, not a database state). */
@@ -137,9 +215,9 @@ export function defaultMigrationsDir(): string {
   }
 }
 
-function tooNew(found: number, newest: number): MigrationError {
+function tooNew(set: MigrationSet, found: number, newest: number): MigrationError {
   return new MigrationError(
-    `registry schema is version ${found}, newer than this agent-gateway knows (${newest}): ` +
+    `${set.label} is version ${found}, newer than this agent-gateway knows (${newest}): ` +
       `upgrade agent-gateway instead of migrating this database`,
   );
 }

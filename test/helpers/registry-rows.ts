@@ -88,13 +88,17 @@ export interface PermissionInput {
   readonly agentSpki: Buffer;
   readonly destination: string;
   readonly signer?: Signer;
+  /** SQL for the window's ends (default: from an hour ago for a week, on whole seconds). */
+  readonly notBeforeSql?: string;
+  readonly notAfterSql?: string;
 }
 
-/** Inserts a permission valid from an hour ago for a week, with the window read back as text. */
+/** Inserts a permission valid from an hour ago for a week (or as given), with the window read back as text. */
 export async function grantPermission(sql: postgres.Sql, input: PermissionInput): Promise<void> {
+  const nb = input.notBeforeSql ?? "date_trunc('second', now()) - interval '1 hour'";
+  const na = input.notAfterSql ?? "date_trunc('second', now()) + interval '7 days'";
   const [window] = await sql.unsafe<[{ nb: string; na: string }]>(
-    `SELECT ${canonicalTimestampSql("date_trunc('second', now()) - interval '1 hour'")} AS nb,
-            ${canonicalTimestampSql("date_trunc('second', now()) + interval '7 days'")} AS na`,
+    `SELECT ${canonicalTimestampSql(nb)} AS nb, ${canonicalTimestampSql(na)} AS na`,
   );
   const bytes = canonicalPermissionBytes({
     permissionId: input.permissionId,
