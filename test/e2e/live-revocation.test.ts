@@ -1,18 +1,12 @@
 import assert from 'node:assert/strict';
-import type { ClientHttp2Stream } from 'node:http2';
-import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { type ClientTls, h2Connect, h2Session, http1Connect } from '../helpers/clients.js';
+import { http1Connect } from '../helpers/clients.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
-import {
-  type GatewayProcess,
-  type LogLine,
-  startGatewayProcess,
-  writeGatewayConfig,
-} from '../helpers/gateway-process.js';
+import { type GatewayProcess, startGatewayProcess, writeGatewayConfig } from '../helpers/gateway-process.js';
+import { echoes, LiveTunnels } from '../helpers/live-tunnels.js';
 import { startEchoServer } from '../helpers/loopback-servers.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { createPrincipal, grantPermission, grantScope, type Principal } from '../helpers/registry-rows.js';
+import { createPrincipal } from '../helpers/registry-rows.js';
 
 /**
  * Issue 12: an open tunnel stays authorized for its whole life. Every change here is made with plain SQL,
@@ -27,7 +21,7 @@ let db: FreshDatabase;
 let gateway: GatewayProcess;
 let echo: Awaited<ReturnType<typeof startEchoServer>>;
 let destination: string;
-let counter = 0;
+let live: LiveTunnels;
 
 before(async () => {
   pki = await createTestPki();
@@ -43,6 +37,12 @@ before(async () => {
     }),
   );
   await gateway.waitForLog((l) => l.msg === 'live check healthy' && l['mode'] === 'listening', 'listening');
+  live = new LiveTunnels(
+    pki,
+    () => db.sql,
+    destination,
+    () => gateway,
+  );
 });
 
 after(async () => {
@@ -52,153 +52,70 @@ after(async () => {
   await pki?.cleanup();
 });
 
-interface Granted {
-  readonly permissionId: string;
-  readonly principal: Principal;
-  readonly tls: ClientTls;
-}
-
-/** A fresh principal (with a scope for the destination), agent and permission: nothing shared between tests. */
-async function granted(window: { notBeforeSql?: string; notAfterSql?: string } = {}): Promise<Granted> {
-  const n = ++counter;
-  const principal = await createPrincipal(db.sql, `org-live-${n}`);
-  await grantScope(db.sql, principal.keyId, destination);
-  const identity = `agent-live-${n}`;
-  const agent = await pki.agent(identity);
-  const permissionId = `perm-live-${n}`;
-  await grantPermission(db.sql, {
-    permissionId,
-    principal,
-    identity,
-    agentSpki: agent.spkiDer,
-    destination,
-    ...window,
-  });
-  return { permissionId, principal, tls: { caPath: pki.caCertPath, agent } };
-}
-
-/** Resolves once `stream` has closed. */
-function closed(stream: Duplex): Promise<void> {
-  return new Promise((resolve) => {
-    if (stream.destroyed) resolve();
-    stream.once('close', () => resolve());
-    stream.on('error', () => {});
-  });
-}
-
-/** One byte there and back: the tunnel carries data. */
-async function echoes(stream: Duplex): Promise<void> {
-  const got = new Promise<Buffer>((resolve) => stream.once('data', (b: Buffer) => resolve(b)));
-  // http1Connect hands the socket over paused (an explicit pause is not undone by a listener).
-  stream.resume();
-  stream.write('p');
-  assert.equal((await got).toString(), 'p');
-}
-
-/** An open, working tunnel over each protocol for `g`. */
-async function openBoth(g: Granted): Promise<{ h1: Duplex; h2: ClientHttp2Stream }> {
-  const one = await http1Connect(gateway.port, g.tls, destination);
-  assert.equal(one.status, 200);
-  assert.equal(one.rest.length, 0);
-  await echoes(one.socket);
-  const session = await h2Session(gateway.port, g.tls);
-  const two = await h2Connect(session, destination);
-  assert.equal(two.status, 200);
-  await echoes(two.stream);
-  // The session ends with the test's tunnel; closing it afterwards is the client's business.
-  two.stream.once('close', () => session.close());
-  return { h1: one.socket, h2: two.stream };
-}
-
-/** Both tunnels close and both `tunnel closed` lines name the cause and reason. */
-async function expectClosed(
-  g: Granted,
-  tunnels: { h1: Duplex; h2: ClientHttp2Stream },
-  cause: string,
-  reason: RegExp,
-): Promise<void> {
-  await Promise.all([closed(tunnels.h1), closed(tunnels.h2)]);
-  const lines: LogLine[] = [];
-  for (const protocol of ['HTTP/1.1', 'HTTP/2']) {
-    lines.push(
-      await gateway.waitForLog(
-        (l) =>
-          l.msg === 'tunnel closed' && l['permission_id'] === g.permissionId && l['protocol'] === protocol,
-        `tunnel closed for ${g.permissionId} over ${protocol}`,
-      ),
-    );
-  }
-  for (const line of lines) {
-    assert.equal(line['close_cause'], cause, JSON.stringify(line));
-    assert.match(String(line['close_reason']), reason);
-    assert.equal(line['level'], cause === 'revoked' ? 'warn' : 'info');
-  }
-}
-
 describe('a change made with plain SQL closes the open tunnels it invalidates', { timeout: 30_000 }, () => {
   test('the permission is revoked', async () => {
-    const g = await granted();
-    const tunnels = await openBoth(g);
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
     await db.sql`UPDATE permission_registry SET revoked_at = now() WHERE permission_id = ${g.permissionId}`;
-    await expectClosed(g, tunnels, 'revoked', /^permission_revoked: /);
+    await live.expectClosed(g, tunnels, 'revoked', /^permission_revoked: /);
   });
 
   test('the permission row is deleted', async () => {
-    const g = await granted();
-    const tunnels = await openBoth(g);
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
     await db.sql`DELETE FROM permission_registry WHERE permission_id = ${g.permissionId}`;
-    await expectClosed(g, tunnels, 'revoked', /^no_matching_permission: .*no longer exists/);
+    await live.expectClosed(g, tunnels, 'revoked', /^no_matching_permission: .*no longer exists/);
   });
 
   test('a signed field is edited, so the signature no longer verifies', async () => {
-    const g = await granted();
-    const tunnels = await openBoth(g);
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
     await db.sql`
       UPDATE permission_registry SET not_after = not_after + interval '1 day' WHERE permission_id = ${g.permissionId}`;
-    await expectClosed(g, tunnels, 'revoked', /^bad_signature: /);
+    await live.expectClosed(g, tunnels, 'revoked', /^bad_signature: /);
   });
 
   test('its signer is revoked', async () => {
-    const g = await granted();
-    const tunnels = await openBoth(g);
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
     await db.sql`UPDATE principal_signing_keys SET revoked_at = now() WHERE key_id = ${g.principal.keyId}`;
-    await expectClosed(g, tunnels, 'revoked', /^signer_revoked: /);
+    await live.expectClosed(g, tunnels, 'revoked', /^signer_revoked: /);
   });
 
   test("its signer's key is replaced", async () => {
-    const g = await granted();
-    const tunnels = await openBoth(g);
-    const other = await createPrincipal(db.sql, `org-live-other-${++counter}`);
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
+    const other = await createPrincipal(db.sql, `org-live-other-${g.permissionId}`);
     await db.sql`DELETE FROM principal_signing_keys WHERE key_id = ${other.keyId}`;
     await db.sql`
       UPDATE principal_signing_keys SET public_key_spki_der = ${other.spki} WHERE key_id = ${g.principal.keyId}`;
-    await expectClosed(g, tunnels, 'revoked', /^bad_signature: /);
+    await live.expectClosed(g, tunnels, 'revoked', /^bad_signature: /);
   });
 
   test('its delegation scope is revoked', async () => {
-    const g = await granted();
-    const tunnels = await openBoth(g);
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
     await db.sql`
       UPDATE principal_key_permissions SET revoked_at = now() WHERE signing_key_id = ${g.principal.keyId}`;
-    await expectClosed(g, tunnels, 'revoked', /^scope_missing: /);
+    await live.expectClosed(g, tunnels, 'revoked', /^scope_missing: /);
   });
 
   test("its delegation scope is narrowed so that it no longer covers the permission's window", async () => {
-    const g = await granted();
-    const tunnels = await openBoth(g);
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
     await db.sql`
       UPDATE principal_key_permissions SET not_after = now() + interval '1 day'
       WHERE signing_key_id = ${g.principal.keyId}`;
-    await expectClosed(g, tunnels, 'revoked', /^scope_insufficient: /);
+    await live.expectClosed(g, tunnels, 'revoked', /^scope_insufficient: /);
   });
 
   test('an unrelated change leaves other tunnels alone', async () => {
-    const keep = await granted();
-    const kept = await openBoth(keep);
-    const g = await granted();
-    const tunnels = await openBoth(g);
+    const keep = await live.granted();
+    const kept = await live.openBoth(keep);
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
     await db.sql`UPDATE permission_registry SET revoked_at = now() WHERE permission_id = ${g.permissionId}`;
-    await expectClosed(g, tunnels, 'revoked', /^permission_revoked: /);
+    await live.expectClosed(g, tunnels, 'revoked', /^permission_revoked: /);
     // The kept tunnels were re-checked too (the same notification) and still carry bytes.
     await echoes(kept.h1);
     await echoes(kept.h2);
@@ -209,34 +126,71 @@ describe('a change made with plain SQL closes the open tunnels it invalidates', 
 
 describe('the end of a window closes the tunnel', { timeout: 30_000 }, () => {
   test("the permission's not_after passes", async () => {
-    const g = await granted({ notAfterSql: "now() + interval '3 seconds'" });
-    const tunnels = await openBoth(g);
-    await expectClosed(g, tunnels, 'expired', /^permission_expired/);
+    const g = await live.granted({ notAfterSql: "now() + interval '3 seconds'" });
+    const tunnels = await live.openBoth(g);
+    await live.expectClosed(g, tunnels, 'expired', /^permission_expired/);
   });
 
   test("the signer's not_after passes first", async () => {
-    const g = await granted();
-    const tunnels = await openBoth(g);
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
     // Shortened with SQL after admission: the next re-check moves the tunnels' deadline.
     await db.sql`
       UPDATE principal_signing_keys SET not_after = now() + interval '3 seconds' WHERE key_id = ${g.principal.keyId}`;
-    await expectClosed(g, tunnels, 'expired', /^signer_expired/);
+    await live.expectClosed(g, tunnels, 'expired', /^signer_expired/);
   });
 });
 
 describe('the listener', { timeout: 30_000 }, () => {
   test('its backend is terminated and revocations made during the gap still close their tunnels', async () => {
-    const g = await granted();
-    const tunnels = await openBoth(g);
-    await db.sql`
-      SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
+    const before = gateway.logs.length;
+    const [killed] = await db.sql<{ n: number }[]>`
+      SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
       WHERE application_name = 'agent-gateway-listener' AND datname = current_database()`;
+    assert.equal(killed?.n, 1, 'the listener had its own backend');
     // Sent while the listener may be reconnecting: the notification can be lost, the re-check is not.
     await db.sql`UPDATE permission_registry SET revoked_at = now() WHERE permission_id = ${g.permissionId}`;
-    await expectClosed(g, tunnels, 'revoked', /^permission_revoked: /);
+    await live.expectClosed(g, tunnels, 'revoked', /^permission_revoked: /);
+    // The operator is told that notifications stopped, and again when they are back.
+    const since = (l: { msg: string }) => gateway.logs.indexOf(l as never) >= before;
     await gateway.waitForLog(
-      (l) => l.msg === 'live check healthy' && l['mode'] === 'listening' && gateway.logs.indexOf(l) > 0,
+      (l) => l.msg === 'live check healthy' && l['mode'] === 'polling' && since(l),
+      'polling',
+    );
+    await gateway.waitForLog(
+      (l) => l.msg === 'live check healthy' && l['mode'] === 'listening' && since(l),
       'listening again',
     );
+  });
+});
+
+describe('the decision cache (on by default)', { timeout: 30_000 }, () => {
+  test('an allow it holds is gone once a revocation is announced: the next CONNECT is refused', async () => {
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
+    // A third CONNECT for the same identity, key and destination is answered from the cache.
+    const third = await http1Connect(gateway.port, g.tls, live.destination);
+    assert.equal(third.status, 200);
+    const thirdPeer = `127.0.0.1:${third.socket.localPort}`;
+    third.socket.destroy();
+    const hit = await gateway.waitForLog(
+      (l) => l.msg === 'CONNECT allowed' && l['source_peer_addr'] === thirdPeer,
+      'the third allow',
+    );
+    assert.equal(hit['permission_id'], g.permissionId);
+    assert.equal(hit['policy_cache'], 'hit', 'answered from the decision cache');
+    await gateway.waitForLog(
+      (l) => l.msg === 'tunnel closed' && l['tunnel_id'] === hit['tunnel_id'],
+      'the third tunnel closed',
+    );
+    const revokedAt = gateway.logs.length;
+    await db.sql`UPDATE permission_registry SET revoked_at = now() WHERE permission_id = ${g.permissionId}`;
+    // The open tunnels closing proves the notification arrived; it cleared the cache before the re-check.
+    await live.expectClosed(g, tunnels, 'revoked', /^permission_revoked: /, revokedAt);
+    const after = await http1Connect(gateway.port, g.tls, live.destination);
+    assert.equal(after.status, 403);
+    after.socket.destroy();
   });
 });
