@@ -18,6 +18,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type * as Pkcs11js from 'pkcs11js';
 import { Pkcs11Error } from './errors.js';
+import { MODULE_EXAMPLES } from './settings.js';
 
 export type Binding = typeof import('pkcs11js');
 
@@ -87,8 +88,7 @@ function moduleFile(path: string): string {
     throw new Pkcs11Error(
       'PKCS11_MODULE_MISSING',
       `PKCS#11 module ${JSON.stringify(absolute)} does not exist or is not a file: pass the vendor's ` +
-        'module library with --pkcs11-module (SoftHSM2 on Debian: /usr/lib/softhsm/libsofthsm2.so; ' +
-        'a TPM through tpm2-pkcs11: /usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so.1)',
+        `module library with --pkcs11-module (${MODULE_EXAMPLES})`,
     );
   }
 }

@@ -7,6 +7,12 @@ export const PKCS11_MODULE_ENV = 'AGENT_GATEWAY_PKCS11_MODULE';
 // SoftHSM2 (a file-backed software token) would let a deployment believe its key is in hardware while it
 // sits in /var/lib/softhsm. The operator names the module of the device they trust.
 
+/** Where Debian puts the modules this project documents, for messages that ask for --pkcs11-module. */
+export const MODULE_EXAMPLES =
+  'SoftHSM2: /usr/lib/softhsm/libsofthsm2.so; a TPM through tpm2-pkcs11: ' +
+  '/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so; smart cards through OpenSC: ' +
+  '/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so';
+
 const MULTIARCH: Readonly<Record<string, string>> = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' };
 
 /**

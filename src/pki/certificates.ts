@@ -191,19 +191,39 @@ async function issueWithKeyFile(
   return { ...certified, keyPem: key.keyPem };
 }
 
+function caExtensions(): x509.Extension[] {
+  return [
+    new x509.BasicConstraintsExtension(true, 0, true),
+    new x509.KeyUsagesExtension(
+      x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+      true,
+    ),
+  ];
+}
+
 export async function createCa(opts: { commonName: string; validDays?: number }): Promise<IssuedCertificate> {
   return issueWithKeyFile({
     subjectName: nameOf(opts.commonName),
     what: 'CA key',
     issuer: undefined,
     validDays: opts.validDays ?? 3650,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
-        true,
-      ),
-    ],
+    extensions: caExtensions(),
+  });
+}
+
+/** A self-signed CA certificate for a key held elsewhere (a PKCS#11 token), signed by that key. */
+export async function certifyCaKey(opts: {
+  commonName: string;
+  validDays?: number;
+  key: P256Signer;
+}): Promise<CertifiedKey> {
+  return issue({
+    subjectName: nameOf(opts.commonName),
+    subjectSpkiDer: opts.key.spkiDer,
+    signer: opts.key,
+    issuer: undefined,
+    validDays: opts.validDays ?? 3650,
+    extensions: caExtensions(),
   });
 }
 
