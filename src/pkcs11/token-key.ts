@@ -139,7 +139,7 @@ function tokenKey(module: Pkcs11Module, session: Pkcs11js.Handle, token: Token, 
       !verify('sha256', data, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature)
     ) {
       throw new Pkcs11Error(
-        'PKCS11_DEVICE_ERROR',
+        'PKCS11_KEY_UNSUITABLE',
         `the token returned a signature for ${resolvedUri} that does not verify with its public key: ` +
           'the public key object does not belong to the private key, or the token is faulty',
       );

@@ -81,7 +81,7 @@ async function openKey(config: SidecarConfig, problems: string[]): Promise<TlsCl
       return await tokenKeySource(config.keyToken);
     } catch (error) {
       if (!(error instanceof Pkcs11Error) || error.kind !== 'input') throw error;
-      problems.push(`sidecar.key_path (--key): ${error.message}`);
+      problems.push(`sidecar.key_path (--key): ${error.message} [${error.code}]`);
       return undefined;
     }
   }

@@ -111,7 +111,7 @@ export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = p
   } catch (error) {
     if (error instanceof Pkcs11Error) {
       // Input problems with a token key are ConfigErrors; what reaches here is the device failing.
-      process.stderr.write(`agent-gateway sidecar: ${error.message}\n`);
+      process.stderr.write(`agent-gateway sidecar: ${error.message} [${error.code}]\n`);
       return 1;
     }
     if (!(error instanceof ConfigError)) throw error;

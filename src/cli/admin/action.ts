@@ -44,7 +44,10 @@ function describe(err: unknown): { message: string; exitCode: number } {
   if (err instanceof CliError) return { message: err.message, exitCode: err.exitCode };
   if (err instanceof Pkcs11Error) {
     // The reference, PIN, module or token contents are wrong (2), or the device failed (1).
-    return { message: err.message, exitCode: err.kind === 'input' ? EXIT_USAGE : EXIT_FAILURE };
+    return {
+      message: `${err.message} [${err.code}]`,
+      exitCode: err.kind === 'input' ? EXIT_USAGE : EXIT_FAILURE,
+    };
   }
   if (
     err instanceof KeyFileError ||
