@@ -17,7 +17,7 @@
 import { existsSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { Pkcs11Error } from './errors.js';
-import { openTokenKey } from './token-key.js';
+import { openTokenKey, protectionWarnings } from './token-key.js';
 import { formatKeyUri, parseKeyUri } from './uri.js';
 
 export interface EngineTlsKey {
@@ -25,6 +25,8 @@ export interface EngineTlsKey {
   readonly description: string;
   /** SPKI DER of the token key, for the check against the certificate. */
   readonly spkiDer: Buffer;
+  /** Things to tell the operator that do not stop the sidecar (a key the token may reveal). */
+  readonly warnings: readonly string[];
   /** What tls.createSecureContext needs to present the key. */
   readonly contextOptions: { readonly privateKeyEngine: string; readonly privateKeyIdentifier: string };
   /** Ends the session that holds the login; contexts built from this key stop working after it. */
@@ -59,6 +61,7 @@ export async function openEngineTlsKey(opts: {
   return {
     description: formatKeyUri(parseKeyUri(opts.uri)),
     spkiDer: key.spkiDer,
+    warnings: protectionWarnings(key),
     contextOptions: { privateKeyEngine: engine, privateKeyIdentifier: `${key.resolvedUri};type=private` },
     close: () => key.close(),
   };

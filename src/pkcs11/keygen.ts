@@ -8,13 +8,7 @@ import { Pkcs11Error, tokenFailure } from './errors.js';
 import type { Pkcs11Module } from './module.js';
 import { findKeyPair, findObjects, isTrue, readAttributes } from './objects.js';
 import { describeToken } from './token.js';
-import {
-  type FoundKey,
-  type SessionContext,
-  type TokenKey,
-  type TokenKeyOptions,
-  withSession,
-} from './token-key.js';
+import { type SessionContext, type TokenKey, type TokenKeyOptions, withSession } from './token-key.js';
 import { formatKeyUri, parseKeyUri } from './uri.js';
 
 // CKA_ID of a new key when the URI names none: random, so two keys with the same label stay distinct.
@@ -37,8 +31,7 @@ export async function generateTokenKey(opts: TokenKeyOptions): Promise<TokenKey>
     const id = ref.id ?? randomBytes(NEW_ID_BYTES);
     const created = generate(context, label, id, uri);
     checkProtection(context, created, uri);
-    const pair = findKeyPair(context.module, context.session, { label, id }, uri);
-    return { privateKey: pair.privateKey, label, id, spkiDer: pair.spkiDer } satisfies FoundKey;
+    return findKeyPair(context.module, context.session, { label, id }, uri);
   });
 }
 
@@ -101,6 +94,7 @@ function generate(context: SessionContext, label: string, id: Buffer, uri: strin
         { type: ck.CKA_EC_PARAMS, value: P256_EC_PARAMS },
         { type: ck.CKA_VERIFY, value: true },
         { type: ck.CKA_PRIVATE, value: false },
+        ...[ck.CKA_ENCRYPT, ck.CKA_WRAP, ck.CKA_DERIVE].map((type) => ({ type, value: false })),
       ],
       [
         { type: ck.CKA_CLASS, value: ck.CKO_PRIVATE_KEY },
@@ -110,7 +104,8 @@ function generate(context: SessionContext, label: string, id: Buffer, uri: strin
         { type: ck.CKA_SENSITIVE, value: true },
         { type: ck.CKA_EXTRACTABLE, value: false },
         { type: ck.CKA_SIGN, value: true },
-        { type: ck.CKA_DERIVE, value: false },
+        // Only signing: no ECDH (derive), and none of the uses some modules default to for any private key.
+        ...[ck.CKA_DERIVE, ck.CKA_DECRYPT, ck.CKA_UNWRAP].map((type) => ({ type, value: false })),
       ],
     );
   } catch (error) {

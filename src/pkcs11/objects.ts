@@ -15,6 +15,8 @@ export interface KeyPairHandles {
   readonly label: string;
   readonly id: Buffer;
   readonly spkiDer: Buffer;
+  /** CKA_SENSITIVE and not CKA_EXTRACTABLE: the token will not reveal the key (a key made elsewhere may not be). */
+  readonly neverRevealed: boolean;
 }
 
 export function findObjects(
@@ -107,7 +109,7 @@ export function findKeyPair(
     module,
     session,
     privateKey,
-    [ck.CKA_KEY_TYPE, ck.CKA_SIGN, ck.CKA_LABEL, ck.CKA_ID],
+    [ck.CKA_KEY_TYPE, ck.CKA_SIGN, ck.CKA_LABEL, ck.CKA_ID, ck.CKA_SENSITIVE, ck.CKA_EXTRACTABLE],
     read,
   );
   if (ulong(attrs.get(ck.CKA_KEY_TYPE)) !== ck.CKK_EC) {
@@ -121,7 +123,13 @@ export function findKeyPair(
   }
   const label = attrs.get(ck.CKA_LABEL)?.toString('utf8') ?? '';
   const id = attrs.get(ck.CKA_ID) ?? Buffer.alloc(0);
-  return { privateKey, label, id, spkiDer: publicKeyOf(module, session, privateKey, { label, id }, uri) };
+  return {
+    privateKey,
+    label,
+    id,
+    spkiDer: publicKeyOf(module, session, privateKey, { label, id }, uri),
+    neverRevealed: isTrue(attrs.get(ck.CKA_SENSITIVE)) && !isTrue(attrs.get(ck.CKA_EXTRACTABLE)),
+  };
 }
 
 function publicKeyOf(

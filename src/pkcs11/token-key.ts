@@ -13,7 +13,7 @@ import type * as Pkcs11js from 'pkcs11js';
 import type { P256Signer } from '../pki/signer.js';
 import { Pkcs11Error, tokenFailure } from './errors.js';
 import { openModule, type Pkcs11Module } from './module.js';
-import { findKeyPair } from './objects.js';
+import { findKeyPair, type KeyPairHandles } from './objects.js';
 import { closeSession, describeToken, login, openSession, selectToken, type Token } from './token.js';
 import { formatKeyUri, type Pkcs11KeyRef, parseKeyUri } from './uri.js';
 
@@ -30,19 +30,29 @@ export interface TokenKey extends P256Signer {
   readonly resolvedUri: string;
   readonly token: Token;
   readonly module: Pkcs11Module;
+  /** The token will not reveal the key (CKA_SENSITIVE, not CKA_EXTRACTABLE); false for some imported keys. */
+  readonly neverRevealed: boolean;
   /** Close the session (a token logs the process out when its last session closes); release the module. */
   close(): void;
 }
 
 const P1363_BYTES = 64;
 
+/** Why a usable key still deserves attention: the token would hand out its value (a key made elsewhere). */
+export function protectionWarnings(key: TokenKey): string[] {
+  if (key.neverRevealed) return [];
+  return [
+    `the token key ${key.resolvedUri} is not CKA_SENSITIVE or is CKA_EXTRACTABLE: the token may reveal it, so ` +
+      'it is not a hardware-held key; generate a new key in the token (principal create-key / agent create --key)',
+  ];
+}
+
 /** Opens an existing key pair; proves with one signature that the private key matches its public key. */
 export async function openTokenKey(opts: TokenKeyOptions): Promise<TokenKey> {
   const ref = parseKeyUri(opts.uri);
   const uri = formatKeyUri(ref);
   return withSession(opts, ref, uri, false, (context) => {
-    const pair = findKeyPair(context.module, context.session, selectObject(ref), uri);
-    return { privateKey: pair.privateKey, label: pair.label, id: pair.id, spkiDer: pair.spkiDer };
+    return findKeyPair(context.module, context.session, selectObject(ref), uri);
   });
 }
 
@@ -50,13 +60,6 @@ export interface SessionContext {
   readonly module: Pkcs11Module;
   readonly session: Pkcs11js.Handle;
   readonly token: Token;
-}
-
-export interface FoundKey {
-  readonly privateKey: Pkcs11js.Handle;
-  readonly label: string;
-  readonly id: Buffer;
-  readonly spkiDer: Buffer;
 }
 
 /**
@@ -68,7 +71,7 @@ export async function withSession(
   ref: Pkcs11KeyRef,
   uri: string,
   write: boolean,
-  find: (context: SessionContext) => FoundKey | Promise<FoundKey>,
+  find: (context: SessionContext) => KeyPairHandles | Promise<KeyPairHandles>,
 ): Promise<TokenKey> {
   const module = await openModule(opts.modulePath);
   let session: Pkcs11js.Handle | undefined;
@@ -114,7 +117,12 @@ function requireEcdsa(module: Pkcs11Module, token: Token, uri: string): void {
   }
 }
 
-function tokenKey(module: Pkcs11Module, session: Pkcs11js.Handle, token: Token, found: FoundKey): TokenKey {
+function tokenKey(
+  module: Pkcs11Module,
+  session: Pkcs11js.Handle,
+  token: Token,
+  found: KeyPairHandles,
+): TokenKey {
   const { api, ck } = module;
   const resolvedUri = formatKeyUri({
     token: token.label,
@@ -150,6 +158,7 @@ function tokenKey(module: Pkcs11Module, session: Pkcs11js.Handle, token: Token, 
   return {
     spkiDer: found.spkiDer,
     resolvedUri,
+    neverRevealed: found.neverRevealed,
     token,
     module,
     signP1363(data) {

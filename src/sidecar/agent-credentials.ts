@@ -29,6 +29,8 @@ export interface AgentCredentials {
   readonly warnings: readonly string[];
   /** Where the key is: the file, or the token key's URI. */
   readonly keyDescription: string;
+  /** About the key itself (a token key the token may reveal). */
+  readonly keyWarnings: readonly string[];
   /** Releases the key source (a token session); call once no new connection will use `secureContext`. */
   close(): void;
 }
@@ -67,7 +69,14 @@ export async function loadAgentCredentials(config: SidecarConfig, source: string
     }
     const secureContext = contextFor(caCerts, chain, key, config, problems);
     if (secureContext === undefined) throw new ConfigError(problems, source);
-    return { secureContext, identity, warnings, keyDescription: key.description, close: () => key.close() };
+    return {
+      secureContext,
+      identity,
+      warnings,
+      keyDescription: key.description,
+      keyWarnings: key.warnings,
+      close: () => key.close(),
+    };
   } catch (error) {
     key?.close();
     throw error;

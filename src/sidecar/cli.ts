@@ -119,6 +119,10 @@ export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = p
     return 2;
   }
   const logger = createLogger(config.logLevel).child({ component: 'sidecar' });
+  for (const warning of credentials.keyWarnings) {
+    logger.warn({ warning }, SidecarEvent.keyRevealable);
+    process.stderr.write(`agent-gateway sidecar: warning: ${warning}\n`);
+  }
   for (const warning of credentials.warnings) {
     logger.warn({ warning }, SidecarEvent.identityMissing);
     process.stderr.write(`agent-gateway sidecar: warning: ${warning}\n`);

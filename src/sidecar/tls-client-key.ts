@@ -12,6 +12,8 @@ export interface TlsClientKeySource {
   readonly description: string;
   /** The public key (SPKI DER), to check that the certificate is this key's. */
   readonly spkiDer: Buffer;
+  /** What the operator should know about the key that does not stop the sidecar. */
+  readonly warnings: readonly string[];
   /** The tls.createSecureContext options that present the key. */
   readonly contextOptions: Pick<SecureContextOptions, 'key' | 'privateKeyEngine' | 'privateKeyIdentifier'>;
   /** Releases what holding the key needs (a token session). Contexts built from it stop working. */
@@ -24,6 +26,7 @@ export function fileKeySource(path: string, pem: string, passphrase: string | un
   return {
     description: path,
     spkiDer: spkiDerOf(key),
+    warnings: [],
     // Decrypted here, so the TLS context needs no passphrase; it never leaves this process.
     contextOptions: { key: key.export({ type: 'pkcs8', format: 'pem' }).toString() },
     close: () => {},

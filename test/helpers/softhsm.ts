@@ -170,6 +170,7 @@ export interface RawKeyPairOptions {
   readonly label: string;
   readonly id: Buffer;
   readonly sign?: boolean;
+  readonly extractable?: boolean;
   /** Named curve OID (DER) of the key; P-256 by default. */
   readonly ecParams?: Buffer;
 }
@@ -191,7 +192,8 @@ function rawKeyPair(conf: string, tokenLabel: string, pin: string, opts: RawKeyP
       [
         ...common,
         { type: pkcs11js.CKA_SIGN, value: opts.sign ?? true },
-        { type: pkcs11js.CKA_SENSITIVE, value: true },
+        { type: pkcs11js.CKA_SENSITIVE, value: opts.extractable !== true },
+        { type: pkcs11js.CKA_EXTRACTABLE, value: opts.extractable === true },
       ],
     );
   });

@@ -5,7 +5,7 @@ import { openEngineTlsKey } from '../../src/pkcs11/engine-tls-key.js';
 import { Pkcs11Error, type Pkcs11ErrorCode } from '../../src/pkcs11/errors.js';
 import { generateTokenKey } from '../../src/pkcs11/keygen.js';
 import { defaultEnginePath } from '../../src/pkcs11/settings.js';
-import { openTokenKey, type TokenKey } from '../../src/pkcs11/token-key.js';
+import { openTokenKey, protectionWarnings, type TokenKey } from '../../src/pkcs11/token-key.js';
 import { p1363ToDer } from '../../src/pki/ecdsa-signature.js';
 import { SOFTHSM2_MODULE, type SoftHsm, startSoftHsm } from '../helpers/softhsm.js';
 
@@ -156,6 +156,23 @@ describe('PKCS#11 token keys (SoftHSM2)', () => {
       await refused(() => open('pkcs11:token=keys;object=half'), 'PKCS11_OBJECT_NOT_FOUND'),
       /no public key object with the same id or label/,
     );
+  });
+
+  test('a key the token would reveal is usable but comes with a warning; a generated one does not', async () => {
+    hsm.rawKeyPair('keys', PIN, { label: 'exportable', id: Buffer.from([8]), extractable: true });
+    const exportable = await open('pkcs11:token=keys;object=exportable');
+    const generated = await open('pkcs11:token=keys;object=signer');
+    try {
+      assert.equal(exportable.neverRevealed, false);
+      const [warning, ...more] = protectionWarnings(exportable);
+      assert.match(warning ?? '', /object=exportable;id=%08 is not CKA_SENSITIVE or is CKA_EXTRACTABLE/);
+      assert.equal(more.length, 0);
+      assert.equal(generated.neverRevealed, true);
+      assert.deepEqual(protectionWarnings(generated), []);
+    } finally {
+      exportable.close();
+      generated.close();
+    }
   });
 
   test('the TLS engine gets the exact key and never the PIN', async () => {

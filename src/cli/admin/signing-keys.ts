@@ -72,8 +72,10 @@ export async function loadSigningKey(
   io: Io,
 ): Promise<SigningKey> {
   if (isPkcs11Uri(value)) {
-    const { openTokenKey } = await import('../../pkcs11/token-key.js');
-    return tokenSigningKey(await onToken(flag, () => openTokenKey(tokenOptions(value, flag, secrets, io))));
+    const { openTokenKey, protectionWarnings } = await import('../../pkcs11/token-key.js');
+    const key = await onToken(flag, () => openTokenKey(tokenOptions(value, flag, secrets, io)));
+    for (const warning of protectionWarnings(key)) io.err(`warning: ${flag}: ${warning}\n`);
+    return tokenSigningKey(key);
   }
   if (secrets.pinEnv !== undefined) {
     throw usageError(`${secrets.pinFlag} applies only to a pkcs11: key, and ${flag} is a key file`);
