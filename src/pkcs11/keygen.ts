@@ -94,7 +94,7 @@ function generate(context: SessionContext, label: string, id: Buffer, uri: strin
         { type: ck.CKA_EC_PARAMS, value: P256_EC_PARAMS },
         { type: ck.CKA_VERIFY, value: true },
         { type: ck.CKA_PRIVATE, value: false },
-        ...[ck.CKA_ENCRYPT, ck.CKA_WRAP, ck.CKA_DERIVE].map((type) => ({ type, value: false })),
+        ...[ck.CKA_WRAP, ck.CKA_DERIVE].map((type) => ({ type, value: false })),
       ],
       [
         { type: ck.CKA_CLASS, value: ck.CKO_PRIVATE_KEY },
@@ -104,8 +104,10 @@ function generate(context: SessionContext, label: string, id: Buffer, uri: strin
         { type: ck.CKA_SENSITIVE, value: true },
         { type: ck.CKA_EXTRACTABLE, value: false },
         { type: ck.CKA_SIGN, value: true },
-        // Only signing: no ECDH (derive), and none of the uses some modules default to for any private key.
-        ...[ck.CKA_DERIVE, ck.CKA_DECRYPT, ck.CKA_UNWRAP].map((type) => ({ type, value: false })),
+        // Signing only: no ECDH (derive) and no unwrapping, which some modules default to. CKA_DECRYPT and
+        // CKA_ENCRYPT are left to the token: tpm2-pkcs11 1.9 fails the generation (CKR_GENERAL_ERROR) when
+        // they are given as false, and PKCS#11 2.40 defines no encryption mechanism for EC keys.
+        ...[ck.CKA_DERIVE, ck.CKA_UNWRAP].map((type) => ({ type, value: false })),
       ],
     );
   } catch (error) {
