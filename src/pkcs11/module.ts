@@ -4,9 +4,9 @@
 // was released in 2026-08, graphene-pk11, a layer over it, last in 2024), it exposes the C API one to
 // one, so what we call is what the PKCS#11 spec says, and it has async variants of C_Sign and
 // C_GenerateKeyPair that run on the libuv pool. Measured here (SoftHSM2 2.6, Node 24): importing the
-// binding ~7 ms, loading the module and C_Initialize 3-4 ms, one CKM_ECDSA signature ~0.15 ms (mean of
-// 200), generating a P-256 key pair in the token with login ~50 ms. It is native: package.json lets its
-// node-gyp build run under `npm ci` (allowScripts).
+// binding ~7 ms, loading the module and C_Initialize 3-4 ms, one CKM_ECDSA signature 0.15-0.25 ms
+// (means of 200 and 300), generating a P-256 key pair in the token with login ~50 ms. It is native:
+// package.json lets its node-gyp build run under `npm ci` (allowScripts).
 //
 // It is imported lazily, only by commands that were given a pkcs11: URI: the gateway never loads it, and a
 // missing native build fails only those commands, with a message that says how to build it.
