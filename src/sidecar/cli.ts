@@ -3,6 +3,8 @@ import { deferStopSignals } from '../cli/stop-signals.js';
 import { ConfigError } from '../config/errors.js';
 import { parseTomlText, readConfigFile } from '../config/load.js';
 import { createLogger, flushLogger } from '../observability/logger.js';
+import { Pkcs11Error } from '../pkcs11/errors.js';
+import { defaultEnginePath, PKCS11_MODULE_ENV } from '../pkcs11/settings.js';
 import { loadAgentCredentials } from './agent-credentials.js';
 import {
   DEFAULT_SIDECAR_LISTEN,
@@ -22,6 +24,9 @@ export interface SidecarFlags {
   readonly cert?: string;
   readonly key?: string;
   readonly keyPassphraseEnv?: string;
+  readonly pinEnv?: string;
+  readonly pkcs11Module?: string;
+  readonly pkcs11Engine?: string;
   readonly clientExtOid?: string;
   readonly listen?: string;
   readonly allowNonLoopback?: boolean;
@@ -54,8 +59,20 @@ export function registerSidecarCommand(program: Command): void {
       "name to verify in the gateway's certificate (default: gateway host)",
     )
     .option('--cert <file>', 'agent certificate, PEM (sidecar.cert_path)')
-    .option('--key <file>', 'agent private key, PEM (sidecar.key_path)')
+    .option(
+      '--key <file|uri>',
+      'agent private key: a PEM file, or a PKCS#11 URI pkcs11:token=…;object=… of a token key (sidecar.key_path)',
+    )
     .option('--key-passphrase-env <VAR>', 'environment variable holding the passphrase of an encrypted key')
+    .option('--pin-env <VAR>', "for a pkcs11: key, environment variable holding the token's user PIN")
+    .option(
+      '--pkcs11-module <path>',
+      `for a pkcs11: key, the token's PKCS#11 library (default $${PKCS11_MODULE_ENV})`,
+    )
+    .option(
+      '--pkcs11-engine <path>',
+      `OpenSSL's PKCS#11 engine TLS uses the token key through (default ${defaultEnginePath()})`,
+    )
     .option(
       '--client-ext-oid <oid>',
       'identity extension OID to check the certificate for (default 1.3.6.1.4.1.57264.1.1)',
@@ -92,11 +109,20 @@ export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = p
     });
     credentials = await loadAgentCredentials(config, source);
   } catch (error) {
+    if (error instanceof Pkcs11Error) {
+      // Input problems with a token key are ConfigErrors; what reaches here is the device failing.
+      process.stderr.write(`agent-gateway sidecar: ${error.message} [${error.code}]\n`);
+      return 1;
+    }
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`agent-gateway sidecar: ${error.message}\n`);
     return 2;
   }
   const logger = createLogger(config.logLevel).child({ component: 'sidecar' });
+  for (const warning of credentials.keyWarnings) {
+    logger.warn({ warning }, SidecarEvent.keyRevealable);
+    process.stderr.write(`agent-gateway sidecar: warning: ${warning}\n`);
+  }
   for (const warning of credentials.warnings) {
     logger.warn({ warning }, SidecarEvent.identityMissing);
     process.stderr.write(`agent-gateway sidecar: warning: ${warning}\n`);
@@ -118,6 +144,7 @@ export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = p
     sidecar = await startSidecar(config, credentials, logger);
   } catch (error) {
     early.cancel();
+    credentials.close();
     logger.fatal({ error: (error as Error).message }, SidecarEvent.startupFailed);
     await flushLogger(logger);
     process.stderr.write(`agent-gateway sidecar: cannot start: ${(error as Error).message}\n`);
@@ -128,6 +155,7 @@ export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = p
       logger.info({ signal }, SidecarEvent.signalReceived);
       void sidecar
         .shutdown(config.shutdownGraceMs)
+        .then(() => credentials.close())
         .then(() => flushLogger(logger))
         .then(() => resolve(0));
     });
@@ -142,6 +170,9 @@ function overridesFrom(flags: SidecarFlags): Record<string, unknown> {
     cert_path: flags.cert,
     key_path: flags.key,
     key_passphrase_env: flags.keyPassphraseEnv,
+    pin_env: flags.pinEnv,
+    pkcs11_module: flags.pkcs11Module,
+    pkcs11_engine: flags.pkcs11Engine,
     client_ext_oid: flags.clientExtOid,
     listen_addr: flags.listen,
     allow_non_loopback: flags.allowNonLoopback,

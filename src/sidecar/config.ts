@@ -5,7 +5,9 @@ import { type ListenAddr, ListenAddrError, parseListenAddr } from '../config/lis
 import { issueToProblems } from '../config/zod-problems.js';
 import { type Destination, DestinationError, parseDestination } from '../destination/normalize.js';
 import { encodeOidContent, OidError } from '../identity/oid.js';
+import { isPkcs11Uri } from '../pkcs11/uri.js';
 import { DEFAULT_IDENTITY_EXTENSION_OID } from '../pki/identity-extension.js';
+import { resolveTokenKey, type TokenKeyConfig } from './key-config.js';
 
 /**
  * The sidecar's settings: the `[sidecar]` table of its own TOML file (never the gateway's file: the
@@ -30,11 +32,15 @@ export const sidecarSchema = z.strictObject({
   gateway_ca_path: z.string().min(1),
   /** The name the gateway's certificate must carry; defaults to the host of gateway_addr. */
   gateway_server_name: z.string().min(1).optional(),
-  /** The agent's client certificate (PEM) and its private key (PEM). */
+  /** The agent's client certificate (PEM) and its private key: a PEM file or a `pkcs11:` URI. */
   cert_path: z.string().min(1),
   key_path: z.string().min(1),
   /** Environment variable holding the key's passphrase, for an encrypted key file. */
   key_passphrase_env: envName().optional(),
+  /** For a pkcs11: key: the variable holding the token's user PIN, the module, OpenSSL's engine. */
+  pin_env: envName().optional(),
+  pkcs11_module: z.string().min(1).optional(),
+  pkcs11_engine: z.string().min(1).optional(),
   /** Only used to warn at start when the certificate lacks the identity the gateway will look for. */
   client_ext_oid: z
     .string()
@@ -79,6 +85,9 @@ export const FLAG_OF_KEY: Readonly<Partial<Record<SidecarKey, string>>> = {
   cert_path: '--cert',
   key_path: '--key',
   key_passphrase_env: '--key-passphrase-env',
+  pin_env: '--pin-env',
+  pkcs11_module: '--pkcs11-module',
+  pkcs11_engine: '--pkcs11-engine',
   client_ext_oid: '--client-ext-oid',
   listen_addr: '--listen',
   allow_non_loopback: '--allow-non-loopback',
@@ -99,8 +108,10 @@ export interface SidecarConfig {
   readonly gatewayServerName: string;
   readonly gatewayCaPath: string;
   readonly certPath: string;
+  /** A key file, or the URI of a token key (then `keyToken` is set). */
   readonly keyPath: string;
   readonly keyPassphrase: string | undefined;
+  readonly keyToken: TokenKeyConfig | undefined;
   readonly identityOid: string;
   readonly identityOidContent: Buffer;
   readonly listen: ListenAddr | undefined;
@@ -186,8 +197,22 @@ export function resolveSidecarConfig(input: SidecarConfigInput): SidecarConfig {
       ? undefined
       : credentialFromEnv(authEnv, input.env, label('proxy_auth_env'), problems);
   const passphraseEnv = text('key_passphrase_env');
-  const keyPassphrase = passphraseEnv === undefined ? undefined : input.env[passphraseEnv];
-  if (passphraseEnv !== undefined && (keyPassphrase === undefined || keyPassphrase === '')) {
+  const keyPath = text('key_path');
+  const keyToken = resolveTokenKey(
+    {
+      keyPath,
+      passphraseEnv,
+      pinEnv: text('pin_env'),
+      module: text('pkcs11_module'),
+      engine: text('pkcs11_engine'),
+    },
+    input.env,
+    label,
+    problems,
+  );
+  const keyIsFile = keyPath !== undefined && !isPkcs11Uri(keyPath);
+  const keyPassphrase = passphraseEnv === undefined || !keyIsFile ? undefined : input.env[passphraseEnv];
+  if (keyIsFile && passphraseEnv !== undefined && (keyPassphrase === undefined || keyPassphrase === '')) {
     problems.push(
       `${label('key_passphrase_env')}: environment variable ${passphraseEnv} is not set or is empty`,
     );
@@ -203,6 +228,7 @@ export function resolveSidecarConfig(input: SidecarConfigInput): SidecarConfig {
     certPath: c.cert_path,
     keyPath: c.key_path,
     keyPassphrase,
+    keyToken,
     identityOid: c.client_ext_oid,
     identityOidContent,
     listen,

@@ -6,6 +6,7 @@
 export const SidecarEvent = {
   listening: 'listening',
   identityMissing: 'agent certificate has no identity extension',
+  keyRevealable: 'agent key may leave its token',
   nonLoopbackListen: 'listening on a non-loopback address',
   gatewayConnected: 'gateway connected',
   gatewayConnectFailed: 'gateway connect failed',

@@ -6,7 +6,7 @@ import {
   type OutgoingHttpHeaders,
 } from 'node:http2';
 import { isIP } from 'node:net';
-import { checkServerIdentity, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { checkServerIdentity, type SecureContext, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import type { Destination } from '../destination/normalize.js';
 import type { Logger } from '../observability/logger.js';
 import { backoffDelayMs } from './backoff.js';
@@ -28,9 +28,8 @@ export interface GatewayConnectionOptions {
   readonly gateway: Destination;
   /** The name the server certificate must carry (also sent as SNI unless it is an IP). */
   readonly serverName: string;
-  readonly ca: string;
-  readonly certPem: string;
-  readonly keyPem: string;
+  /** CA, agent certificate chain and key (a file's or a token's), from loadAgentCredentials. */
+  readonly secureContext: SecureContext;
   readonly connectTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly keepaliveIntervalMs: number;
@@ -206,14 +205,11 @@ export class GatewayConnection {
     const socket = tlsConnect({
       host: options.gateway.host,
       port: options.gateway.port,
-      ca: options.ca,
-      cert: options.certPem,
-      key: options.keyPem,
+      secureContext: options.secureContext,
       // SNI carries names only; an IP is still checked against the certificate below.
       ...(isIP(name) === 0 ? { servername: name } : {}),
       checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert),
       ALPNProtocols: ['h2'],
-      minVersion: 'TLSv1.2',
     });
     socket.setTimeout(options.connectTimeoutMs, () => {
       const error: NodeJS.ErrnoException = new Error(

@@ -25,9 +25,7 @@ export async function startSidecar(
   const gateway = new GatewayConnection({
     gateway: config.gateway,
     serverName: config.gatewayServerName,
-    ca: credentials.ca,
-    certPem: credentials.certPem,
-    keyPem: credentials.keyPem,
+    secureContext: credentials.secureContext,
     connectTimeoutMs: config.connectTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
     keepaliveIntervalMs: config.keepaliveIntervalMs,

@@ -4,13 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { type CliResult, run, runCli } from '../helpers/cli-runner.js';
+import { canonicalText, readSignedRow, type SignedFields } from '../helpers/contract-bytes.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
 /**
  * Interop with the tools operators already have: a permission signed by the CLI verifies with
  * `openssl dgst -sha256 -verify`, and a permission signed with `openssl dgst -sha256 -sign` (the old bash
- * scripts' way) is valid for `permission list` and `registry verify`. The signed bytes are rebuilt here from
- * the interop contract's text, independently of src/registry/canonical.ts.
+ * scripts' way) is valid for `permission list` and `registry verify`. The signed bytes are rebuilt from
+ * the interop contract's text, independently of src/registry/canonical.ts (helpers/contract-bytes.ts).
  */
 
 let db: FreshDatabase;
@@ -41,32 +42,6 @@ async function openssl(...args: string[]): Promise<CliResult> {
   return run('openssl', args);
 }
 
-/** A permission row's signed fields, as read from or written to the table. */
-interface SignedFields {
-  permission_id: string;
-  signing_key_id: string;
-  subject_identity: string;
-  spki: Buffer;
-  destination: string;
-  nb: string;
-  na: string;
-}
-
-/** The eight canonical lines of the contract ("agent-gateway-permission-v1"). */
-function canonicalText(row: SignedFields): string {
-  return [
-    'agent-gateway-permission-v1',
-    `permission_id=${row.permission_id}`,
-    `signing_key_id=${row.signing_key_id}`,
-    `subject_identity=${row.subject_identity}`,
-    `subject_public_key_spki_der=${row.spki.toString('hex')}`,
-    `destination=${row.destination}`,
-    `not_before=${row.nb}`,
-    `not_after=${row.na}`,
-    '',
-  ].join('\n');
-}
-
 /** The agent key as openssl extracts it: `openssl x509 -pubkey -noout | openssl pkey -pubin -outform DER`. */
 async function opensslSpki(certPath: string): Promise<Buffer> {
   const pub = `${certPath}.openssl-pub.pem`;
@@ -95,11 +70,7 @@ test('a permission signed by the CLI verifies with openssl dgst -sha256 -verify'
     ...['--destination', 'API.EXAMPLE.COM', '--permission-id', 'perm-cli-signed'],
   ]);
 
-  const [row] = await db.sql<(SignedFields & { signature: Buffer })[]>`
-    SELECT permission_id, signing_key_id, subject_identity, subject_public_key_spki_der AS spki, destination,
-      to_char(not_before AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS nb,
-      to_char(not_after AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS na, signature
-    FROM permission_registry WHERE permission_id = 'perm-cli-signed'`;
+  const row = await readSignedRow(db.sql, 'perm-cli-signed');
   assert.ok(row);
   assert.equal(row.destination, DEST, 'stored normalized');
   assert.deepEqual(

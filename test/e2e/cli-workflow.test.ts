@@ -4,9 +4,10 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { startGatewayWithCliPki } from '../helpers/cli-gateway.js';
 import { type CliResult, curlThroughGateway, fields, runCli } from '../helpers/cli-runner.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
-import { type GatewayProcess, startGatewayProcess, writeGatewayConfig } from '../helpers/gateway-process.js';
+import type { GatewayProcess } from '../helpers/gateway-process.js';
 import { startHttpServer } from '../helpers/loopback-servers.js';
 import { createPrincipal, grantPermission, grantScope } from '../helpers/registry-rows.js';
 
@@ -60,20 +61,7 @@ describe('CLI end to end: from an empty registry to an allowed tunnel and back',
     dest = `127.0.0.1:${http.port}`;
     destUrl = `http://${dest}/through-cli-grants`;
 
-    await ok('ca', 'create', '--out-dir', path('pki'), '--unencrypted');
-    await ok(
-      'server-cert',
-      'create',
-      ...['--ca-cert', path('pki/ca.pem'), '--ca-key', path('pki/ca-key.pem')],
-      ...['--dns', 'localhost', '--ip', '127.0.0.1', '--out-dir', path('pki'), '--name', 'gateway'],
-    );
-    const config = await writeGatewayConfig({
-      dir,
-      databaseUrl: db.url,
-      certPath: path('pki/gateway.pem'),
-      keyPath: path('pki/gateway-key.pem'),
-    });
-    gateway = await startGatewayProcess(config);
+    gateway = await startGatewayWithCliPki(ok, dir, db.url);
   });
 
   after(async () => {

@@ -6,9 +6,11 @@ import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
 import {
   defaultMigrationsDir,
+  EXTENSION_VERSION,
   listMigrations,
   MigrationError,
   migrate,
+  readExtensionVersion,
   readVersion,
   SCHEMA_VERSION,
 } from '../../src/registry/migrate.js';
@@ -31,6 +33,17 @@ async function emptySchema(): Promise<postgres.Sql> {
   return sql;
 }
 
+/**
+ * The registry schema only: these tests give each case a schema of its own in one database, while the
+ * extension (schema agent_gateway_ext) exists once per database; it has its own tests below.
+ */
+const REGISTRY_ONLY = { extension: false } as const;
+
+/** The registry part of a result (the extension's is tested on its own). */
+function registryPart(r: { from: number; to: number; applied: string[] }) {
+  return { from: r.from, to: r.to, applied: r.applied };
+}
+
 async function tablesIn(sql: postgres.Sql): Promise<string[]> {
   const rows = await sql<{ name: string }[]>`
     SELECT table_name AS name FROM information_schema.tables
@@ -50,8 +63,8 @@ after(async () => {
 describe('migrate', () => {
   test('applies 0001 to an empty database and records version 1', async () => {
     const sql = await emptySchema();
-    const result = await migrate(sql);
-    assert.deepEqual(result, { from: 0, to: 1, applied: ['0001_initial.sql'] });
+    const result = await migrate(sql, REGISTRY_ONLY);
+    assert.deepEqual(registryPart(result), { from: 0, to: 1, applied: ['0001_initial.sql'] });
     assert.deepEqual(await tablesIn(sql), [
       'agent_gateway_schema_version',
       'permission_registry',
@@ -62,8 +75,8 @@ describe('migrate', () => {
 
   test('is idempotent: a second run applies nothing', async () => {
     const sql = await emptySchema();
-    await migrate(sql);
-    assert.deepEqual(await migrate(sql), { from: 1, to: 1, applied: [] });
+    await migrate(sql, REGISTRY_ONLY);
+    assert.deepEqual(registryPart(await migrate(sql, REGISTRY_ONLY)), { from: 1, to: 1, applied: [] });
     const versions = await sql`SELECT version FROM agent_gateway_schema_version`;
     assert.deepEqual(
       versions.map((r) => r['version']),
@@ -73,7 +86,11 @@ describe('migrate', () => {
 
   test('concurrent runs apply each file exactly once (advisory lock)', async () => {
     const sql = await emptySchema();
-    const results = await Promise.all([migrate(sql), migrate(sql), migrate(sql)]);
+    const results = await Promise.all([
+      migrate(sql, REGISTRY_ONLY),
+      migrate(sql, REGISTRY_ONLY),
+      migrate(sql, REGISTRY_ONLY),
+    ]);
     assert.deepEqual(
       results.flatMap((r) => r.applied),
       ['0001_initial.sql'],
@@ -87,9 +104,9 @@ describe('migrate', () => {
 
   test('refuses a database newer than the newest migration file, changing nothing', async () => {
     const sql = await emptySchema();
-    await migrate(sql);
+    await migrate(sql, REGISTRY_ONLY);
     await sql`INSERT INTO agent_gateway_schema_version (version) VALUES (2)`;
-    await assert.rejects(migrate(sql), (err: unknown) => {
+    await assert.rejects(migrate(sql, REGISTRY_ONLY), (err: unknown) => {
       assert.ok(err instanceof MigrationError);
       assert.match(err.message, /registry schema is version 2, newer than this agent-gateway knows \(1\)/);
       assert.match(err.message, /upgrade agent-gateway/);
@@ -114,14 +131,14 @@ describe('migrate', () => {
       );
       await writeFile(join(dir, 'README.txt'), 'not a migration');
       const sql = await emptySchema();
-      assert.deepEqual(await migrate(sql, { migrationsDir: dir }), {
+      assert.deepEqual(registryPart(await migrate(sql, { migrationsDir: dir, extension: false })), {
         from: 0,
         to: 2,
         applied: ['0001_initial.sql', '0002_extra.sql'],
       });
       assert.ok((await tablesIn(sql)).includes('extra'));
       // The real migrations now see a database they do not know.
-      await assert.rejects(migrate(sql), MigrationError);
+      await assert.rejects(migrate(sql, REGISTRY_ONLY), MigrationError);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -134,8 +151,8 @@ describe('migrate', () => {
       await writeFile(join(dir, '0002_forgetful.sql'), 'CREATE TABLE forgetful (id INT);\n');
       const sql = await emptySchema();
       await assert.rejects(
-        migrate(sql, { migrationsDir: dir }),
-        /0002_forgetful\.sql left the schema at version 1/,
+        migrate(sql, { migrationsDir: dir, extension: false }),
+        /0002_forgetful\.sql left the registry schema at version 1/,
       );
       assert.equal(await readVersion(sql), 1, '0001 stays applied: every file has its own transaction');
       assert.ok(!(await tablesIn(sql)).includes('forgetful'));
@@ -164,12 +181,12 @@ describe('migrate', () => {
     await sql.unsafe(text).simple();
     await sql.unsafe(text).simple();
     assert.equal(await readVersion(sql), 1);
-    assert.deepEqual(await migrate(sql), { from: 1, to: 1, applied: [] });
+    assert.deepEqual(registryPart(await migrate(sql, REGISTRY_ONLY)), { from: 1, to: 1, applied: [] });
   });
 
   test('the schema enforces the interop checks', async () => {
     const sql = await emptySchema();
-    await migrate(sql);
+    await migrate(sql, REGISTRY_ONLY);
     const spki = Buffer.from('3059', 'hex');
     const insertKey = (
       keyId: string,
@@ -258,5 +275,105 @@ describe('assertSchemaVersion', () => {
       assert.match(err.message, /agent-gateway migrate --database-url/);
       return true;
     });
+  });
+});
+
+describe('the agent_gateway_ext extension', () => {
+  const dbs: FreshDatabase[] = [];
+  after(async () => {
+    await Promise.all(dbs.map((d) => d.drop()));
+  });
+  async function unmigrated(): Promise<FreshDatabase> {
+    const fresh = await freshDatabase({ migrate: false });
+    dbs.push(fresh);
+    return fresh;
+  }
+
+  test('migrate applies it after the registry, which stays at version 1 for the original gateway', async () => {
+    const { sql } = await unmigrated();
+    const result = await migrate(sql);
+    assert.deepEqual(registryPart(result), { from: 0, to: 1, applied: ['0001_initial.sql'] });
+    assert.deepEqual(result.extension, {
+      from: 0,
+      to: EXTENSION_VERSION,
+      applied: ['0001_live_authorization.sql'],
+    });
+    assert.equal(await readVersion(sql), 1);
+    assert.equal(await readExtensionVersion(sql), EXTENSION_VERSION);
+    // The original's own check: exactly one version row, 1.
+    assert.deepEqual(
+      (await sql`SELECT version FROM agent_gateway_schema_version`).map((r) => r['version']),
+      [1],
+    );
+    assert.deepEqual((await migrate(sql)).extension, {
+      from: EXTENSION_VERSION,
+      to: EXTENSION_VERSION,
+      applied: [],
+    });
+  });
+
+  test('a registry without it reads as extension version 0, and migrate adds it later', async () => {
+    const { sql } = await unmigrated();
+    await migrate(sql, { extension: false });
+    assert.equal(await readExtensionVersion(sql), 0);
+    assert.equal((await migrate(sql)).extension.to, EXTENSION_VERSION);
+  });
+
+  test('its files apply with psql -f semantics, twice, after the registry file', async () => {
+    const { sql } = await unmigrated();
+    const dir = defaultMigrationsDir();
+    for (const file of ['0001_initial.sql', 'extension/0001_live_authorization.sql']) {
+      const text = await readFile(join(dir, file), 'utf8');
+      await sql.unsafe(text).simple();
+      await sql.unsafe(text).simple();
+    }
+    assert.equal(await readExtensionVersion(sql), 1);
+    assert.equal((await migrate(sql)).extension.applied.length, 0);
+  });
+
+  test('refuses an extension newer than this build knows', async () => {
+    const { sql } = await unmigrated();
+    await migrate(sql);
+    await sql`INSERT INTO agent_gateway_ext.schema_version (version) VALUES (${EXTENSION_VERSION + 1})`;
+    await assert.rejects(
+      migrate(sql),
+      /extension agent_gateway_ext is version \d+, newer than this agent-gateway knows/,
+    );
+  });
+
+  test('UPDATE, DELETE and TRUNCATE of each registry table notify once per statement; INSERT does not', async () => {
+    const fresh = await unmigrated();
+    await migrate(fresh.sql);
+    const listener = postgres(fresh.url, { max: 1, onnotice: () => {} });
+    pools.push(listener);
+    const seen: string[] = [];
+    let arrived: (() => void) | undefined;
+    await listener.listen('agent_gateway_registry_changed', (payload) => {
+      seen.push(payload);
+      arrived?.();
+    });
+    const next = () => new Promise<void>((resolve) => (arrived = resolve));
+    const { sql } = fresh;
+    // Nothing for INSERTs: a new row can only allow more.
+    await sql`INSERT INTO principal_signing_keys (key_id, algorithm, public_key_spki_der, not_before, not_after)
+      VALUES ('k1', 'ecdsa_p256_sha256', '\\x01', now(), now() + interval '1 day'),
+             ('k2', 'ecdsa_p256_sha256', '\\x02', now(), now() + interval '1 day')`;
+    await sql`INSERT INTO principal_key_permissions (signing_key_id, destination, not_before, not_after)
+      VALUES ('k1', 'a:443', now(), now() + interval '1 day')`;
+    let wait = next();
+    // One statement touching two rows: one notification.
+    await sql`UPDATE principal_signing_keys SET revoked_at = now()`;
+    await wait;
+    wait = next();
+    await sql`DELETE FROM principal_key_permissions`;
+    await wait;
+    wait = next();
+    await sql`TRUNCATE permission_registry`;
+    await wait;
+    assert.deepEqual(seen, [
+      'principal_signing_keys UPDATE',
+      'principal_key_permissions DELETE',
+      'permission_registry TRUNCATE',
+    ]);
   });
 });

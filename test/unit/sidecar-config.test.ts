@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parse as parseToml } from 'smol-toml';
 import { ConfigError } from '../../src/config/errors.js';
+import { defaultEnginePath } from '../../src/pkcs11/settings.js';
 import { isLoopbackHost, resolveSidecarConfig, type SidecarConfigInput } from '../../src/sidecar/config.js';
 
 const REQUIRED = {
@@ -168,5 +169,99 @@ describe('sidecar config', () => {
     for (const host of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) assert.ok(isLoopbackHost(host), host);
     for (const host of ['0.0.0.0', '::', '10.0.0.1', 'example.com', '128.0.0.1'])
       assert.ok(!isLoopbackHost(host), host);
+  });
+});
+
+const URI = 'pkcs11:token=agent-keys;object=agent-alpha';
+const MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+const BASE = { ...REQUIRED, key_path: undefined };
+
+describe('sidecar config: an agent key in a PKCS#11 token', () => {
+  test("a pkcs11: key with its PIN variable and module: the PIN is read, the engine defaults to Debian's", () => {
+    const c = resolve({
+      overrides: { ...BASE, key_path: URI, pin_env: 'AGENT_PIN', pkcs11_module: MODULE },
+      env: { AGENT_PIN: '1234' },
+    });
+    assert.deepEqual(c.keyToken, {
+      uri: URI,
+      pin: '1234',
+      modulePath: MODULE,
+      enginePath: defaultEnginePath(),
+    });
+    assert.equal(c.keyPassphrase, undefined);
+  });
+
+  test('the module may come from AGENT_GATEWAY_PKCS11_MODULE, the file may set everything', () => {
+    const fromEnv = resolve({
+      overrides: { ...BASE, key_path: URI, pin_env: 'AGENT_PIN' },
+      env: { AGENT_PIN: '1234', AGENT_GATEWAY_PKCS11_MODULE: MODULE },
+    });
+    assert.equal(fromEnv.keyToken?.modulePath, MODULE);
+    const fromFile = resolve({
+      fileDocument: {
+        sidecar: {
+          ...BASE,
+          key_path: URI,
+          pin_env: 'P',
+          pkcs11_module: MODULE,
+          pkcs11_engine: '/opt/pkcs11.so',
+        },
+      },
+      env: { P: 'x' },
+    });
+    assert.equal(fromFile.keyToken?.enginePath, '/opt/pkcs11.so');
+  });
+
+  test('a token key needs a PIN variable and a module, and takes no passphrase; the PIN is never echoed', () => {
+    const found = problems({
+      overrides: { ...BASE, key_path: URI, key_passphrase_env: 'PASS' },
+      env: { PASS: 'pp' },
+    });
+    assert.ok(
+      found.some((p) => p.startsWith('--key-passphrase-env: a token key has no passphrase')),
+      found.join('\n'),
+    );
+    assert.ok(
+      found.some((p) => p.startsWith('sidecar.pin_env: required for a pkcs11: key; pass --pin-env VAR')),
+    );
+    assert.ok(found.some((p) => p.startsWith('sidecar.pkcs11_module: required for a pkcs11: key')));
+    const unset = problems({
+      overrides: { ...BASE, key_path: URI, pin_env: 'AGENT_PIN', pkcs11_module: MODULE },
+    });
+    assert.deepEqual(unset, ['--pin-env: environment variable AGENT_PIN is not set or is empty']);
+  });
+
+  test('a URI the parser refuses is a problem of --key, without the value', () => {
+    const found = problems({
+      overrides: { ...BASE, key_path: `${URI}?pin-value=s3cret99`, pin_env: 'P', pkcs11_module: MODULE },
+      env: { P: 'x' },
+    });
+    assert.equal(found.length, 1);
+    assert.match(found[0] ?? '', /^--key: not a usable PKCS#11 URI: pin-value is refused/);
+    assert.ok(!found[0]?.includes('s3cret99'));
+  });
+
+  test('token settings with a key file are mistakes, reported as such', () => {
+    const found = problems({
+      overrides: {
+        ...BASE,
+        key_path: 'agent-key.pem',
+        pin_env: 'P',
+        pkcs11_module: MODULE,
+        pkcs11_engine: '/e.so',
+      },
+      env: { P: 'x' },
+    });
+    assert.deepEqual(found, [
+      '--pin-env: applies only to a pkcs11: key, and --key is a key file',
+      '--pkcs11-module: applies only to a pkcs11: key, and --key is a key file',
+      '--pkcs11-engine: applies only to a pkcs11: key, and --key is a key file',
+    ]);
+    // The module variable alone is environment, not a mistake: it may be set for the CLI's commands.
+    const c = resolve({
+      overrides: { ...BASE, key_path: 'agent-key.pem' },
+      env: { AGENT_GATEWAY_PKCS11_MODULE: MODULE },
+    });
+    assert.equal(c.keyToken, undefined);
   });
 });

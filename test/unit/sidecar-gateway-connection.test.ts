@@ -11,6 +11,7 @@ import {
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { createSecureContext } from 'node:tls';
 import { parseDestination } from '../../src/destination/normalize.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { GatewayConnection, type GatewayConnectionOptions } from '../../src/sidecar/gateway-connection.js';
@@ -125,14 +126,20 @@ describe('sidecar gateway connection', () => {
     await pki.cleanup();
   });
 
-  async function connection(port: number, overrides: Partial<GatewayConnectionOptions> = {}) {
+  /** `ca` replaces the trusted CA of the connection's TLS context (built as the sidecar builds it). */
+  async function connection(
+    port: number,
+    { ca, ...overrides }: Partial<GatewayConnectionOptions> & { ca?: string } = {},
+  ) {
     const log = capturingLogger();
     const c = new GatewayConnection({
       gateway: parseDestination(`127.0.0.1:${port}`),
       serverName: 'localhost',
-      ca: await readFile(pki.caCertPath, 'utf8'),
-      certPem: agent.certPem,
-      keyPem: agent.keyPem,
+      secureContext: createSecureContext({
+        ca: ca ?? (await readFile(pki.caCertPath, 'utf8')),
+        cert: agent.certPem,
+        key: agent.keyPem,
+      }),
       connectTimeoutMs: 5000,
       requestTimeoutMs: 10_000,
       keepaliveIntervalMs: 30_000,

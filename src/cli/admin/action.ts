@@ -1,6 +1,7 @@
 import { DestinationError } from '../../destination/normalize.js';
 import { CertificateError } from '../../identity/client-certificate.js';
 import { OidError } from '../../identity/oid.js';
+import { Pkcs11Error } from '../../pkcs11/errors.js';
 import { KeyFileError } from '../../pki/keys.js';
 import { CanonicalFieldError } from '../../registry/canonical.js';
 import { SchemaVersionError } from '../../registry/schema-version.js';
@@ -41,6 +42,13 @@ export async function runCommand(name: string, io: Io, body: () => Promise<unkno
 
 function describe(err: unknown): { message: string; exitCode: number } {
   if (err instanceof CliError) return { message: err.message, exitCode: err.exitCode };
+  if (err instanceof Pkcs11Error) {
+    // The reference, PIN, module or token contents are wrong (2), or the device failed (1).
+    return {
+      message: `${err.message} [${err.code}]`,
+      exitCode: err.kind === 'input' ? EXIT_USAGE : EXIT_FAILURE,
+    };
+  }
   if (
     err instanceof KeyFileError ||
     err instanceof DestinationError ||

@@ -27,16 +27,10 @@ export interface OutputFile {
  * meanwhile. If placing fails half-way, the files already placed by this call are removed again.
  */
 export async function writeNewFiles(files: readonly OutputFile[], force: boolean): Promise<void> {
-  if (!force) {
-    const existing: string[] = [];
-    for (const file of files) if (await exists(file.path)) existing.push(file.path);
-    if (existing.length > 0) {
-      throw usageError(
-        `${existing.map((p) => JSON.stringify(p)).join(', ')} already exist${existing.length === 1 ? 's' : ''}: ` +
-          'choose another --out-dir/--name, or pass --force to overwrite',
-      );
-    }
-  }
+  await refuseExistingFiles(
+    files.map((f) => f.path),
+    force,
+  );
   const staged: Array<{ temp: string; path: string }> = [];
   const placed: string[] = [];
   try {
@@ -60,6 +54,22 @@ export async function writeNewFiles(files: readonly OutputFile[], force: boolean
       throw usageError(`a target file appeared while writing: nothing was written; retry or pass --force`);
     }
     throw usageError(`cannot write output files: ${describeFsError(err)}`);
+  }
+}
+
+/**
+ * Without `force`, an error naming the targets that exist. Commands that create something besides files
+ * (a key in a token) call it first, so that an existing file does not stop them half-way.
+ */
+export async function refuseExistingFiles(paths: readonly string[], force: boolean): Promise<void> {
+  if (force) return;
+  const existing: string[] = [];
+  for (const path of paths) if (await exists(path)) existing.push(path);
+  if (existing.length > 0) {
+    throw usageError(
+      `${existing.map((p) => JSON.stringify(p)).join(', ')} already exist${existing.length === 1 ? 's' : ''}: ` +
+        'choose another --out-dir/--name, or pass --force to overwrite',
+    );
   }
 }
 

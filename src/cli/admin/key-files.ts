@@ -1,7 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readClientCertificate } from '../../identity/client-certificate.js';
-import type { IssuedCertificate } from '../../pki/certificates.js';
-import { assertP256, KeyFileError, loadPrivateKey, spkiDerOf } from '../../pki/keys.js';
+import { assertP256, KeyFileError, loadPrivateKey } from '../../pki/keys.js';
 import type { Io } from './action.js';
 import { usageError } from './errors.js';
 import { readInputFile } from './files.js';
@@ -102,27 +101,4 @@ export async function readPublicKeyFile(path: string, flag: string): Promise<Buf
     throw usageError(`${flag} ${JSON.stringify(path)} is not a DER or PEM SubjectPublicKeyInfo public key`);
   }
   return der;
-}
-
-/** A CA certificate and key from files, as the issuer of new certificates; checks that they belong together. */
-export async function loadIssuer(
-  opts: { caCert: string; caKey: string; caPassphraseEnv?: string },
-  io: Io,
-): Promise<IssuedCertificate> {
-  const certDer = await readCertificateDer(opts.caCert, '--ca-cert');
-  // The issuance code takes an unencrypted PEM; an encrypted CA key is decrypted in memory only.
-  const key = await loadP256KeyFile(opts.caKey, '--ca-key', opts.caPassphraseEnv, '--ca-passphrase-env', io);
-  let spkiDer: Buffer;
-  try {
-    spkiDer = Buffer.from(readClientCertificate(certDer, Buffer.alloc(0)).spki);
-  } catch (err) {
-    throw usageError(`--ca-cert ${JSON.stringify(opts.caCert)}: ${(err as Error).message}`);
-  }
-  if (!spkiDerOf(key).equals(spkiDer)) {
-    throw usageError(
-      `--ca-key ${JSON.stringify(opts.caKey)} is not the key of --ca-cert ${JSON.stringify(opts.caCert)}: pass the CA's own key`,
-    );
-  }
-  const keyPem = key.export({ type: 'pkcs8', format: 'pem' }).toString();
-  return { certDer, certPem: '', keyPem, spkiDer };
 }

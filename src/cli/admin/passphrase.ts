@@ -2,9 +2,9 @@ import type { Io } from './action.js';
 import { CliError, usageError } from './errors.js';
 
 /**
- * Passphrases come from an environment variable named on the command line, or from a prompt with echo off
- * when there is a terminal. They are never taken as a flag value (visible in `ps` and shell history) and
- * never printed or logged.
+ * Passphrases (and token PINs, see token-keys.ts) come from an environment variable named on the command
+ * line, or from a prompt with echo off when there is a terminal. They are never taken as a flag value
+ * (visible in `ps` and shell history) and never printed or logged.
  */
 
 export interface NewKeyProtection {
@@ -20,7 +20,7 @@ export async function passphraseForNewKey(opts: NewKeyProtection, io: Io): Promi
     throw usageError('--passphrase-env and --unencrypted exclude each other: choose one');
   }
   if (opts.unencrypted === true) return undefined;
-  if (opts.passphraseEnv !== undefined) return fromEnv(opts.passphraseEnv, io);
+  if (opts.passphraseEnv !== undefined) return secretFromEnv(opts.passphraseEnv, '--passphrase-env', io);
   if (!io.interactive) {
     throw usageError(
       'no passphrase for the new private key and no terminal to ask on: pass --passphrase-env VAR ' +
@@ -45,7 +45,7 @@ export async function passphraseForExistingKey(
   path: string,
   io: Io,
 ): Promise<string> {
-  if (passphraseEnv !== undefined) return fromEnv(passphraseEnv, io);
+  if (passphraseEnv !== undefined) return secretFromEnv(passphraseEnv, flag, io);
   if (!io.interactive) {
     throw usageError(
       `${JSON.stringify(path)} is encrypted and there is no terminal to ask for its passphrase: ` +
@@ -55,16 +55,17 @@ export async function passphraseForExistingKey(
   return promptHidden(`Passphrase for ${path}: `);
 }
 
-function fromEnv(name: string, io: Io): string {
+/** The secret in the environment variable `name`, which the option `flag` named. */
+export function secretFromEnv(name: string, flag: string, io: Io): string {
   const value = io.env[name];
   if (value === undefined || value === '') {
-    throw usageError(`environment variable ${name} (named by --passphrase-env) is not set or is empty`);
+    throw usageError(`environment variable ${name} (named by ${flag}) is not set or is empty`);
   }
   return value;
 }
 
 /** Reads one line from the terminal without echoing it. Ctrl-C aborts the command (exit 130). */
-function promptHidden(question: string): Promise<string> {
+export function promptHidden(question: string): Promise<string> {
   const stdin = process.stdin;
   process.stderr.write(question);
   stdin.setRawMode(true);

@@ -1,15 +1,14 @@
-import { randomUUID, sign } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
 import type postgres from 'postgres';
 import { DESTINATION_FORMS, normalizeDestination } from '../../destination/normalize.js';
 import { spkiFingerprint } from '../../pki/fingerprint.js';
-import { spkiDerOf } from '../../pki/keys.js';
 import { listPermissionStatuses, type PermissionRowStatus } from '../../policy/row-status.js';
 import { insertSignedPermission, revokePermission } from '../../registry/writer.js';
 import { type Io, runCommand } from './action.js';
 import { usageError } from './errors.js';
 import { identityOid, type OidOptions } from './identity-oid.js';
-import { loadP256KeyFile, readCertificateFile, readPublicKeyFile } from './key-files.js';
+import { readCertificateFile, readPublicKeyFile } from './key-files.js';
 import {
   addDatabaseUrlOption,
   addJsonOption,
@@ -21,12 +20,15 @@ import {
 } from './options.js';
 import { withRegistry } from './registry-session.js';
 import { runRevocation } from './revocation.js';
+import { addTokenOptions, keyFlagSecrets, loadSigningKey } from './signing-keys.js';
 import { formatFields, printList, shortFingerprint } from './table.js';
 
 export interface PermissionGrantOptions extends WindowOptions, OidOptions {
   keyId: string;
   key: string;
   passphraseEnv?: string;
+  pinEnv?: string;
+  pkcs11Module?: string;
   identity?: string;
   agentCert?: string;
   agentPublicKey?: string;
@@ -44,34 +46,38 @@ export async function runPermissionGrant(opts: PermissionGrantOptions, io: Io): 
   return runCommand('permission grant', io, async () => {
     const destination = normalizeDestination(opts.destination);
     const subject = await subjectOf(opts);
-    const key = await loadP256KeyFile(opts.key, '--key', opts.passphraseEnv, '--passphrase-env', io);
+    const key = await loadSigningKey(opts.key, '--key', keyFlagSecrets(opts), io);
     const permissionId = opts.permissionId ?? `perm-${randomUUID()}`;
-    await withRegistry(opts.databaseUrl, io, async (sql) => {
-      const window = await windowInput(sql, opts);
-      await checkKeyMatches(sql, opts.keyId, spkiDerOf(key), opts.key);
-      const stored = await insertSignedPermission(sql, {
-        permissionId,
-        signingKeyId: opts.keyId,
-        subjectIdentity: subject.identity,
-        subjectSpkiDer: subject.spki,
-        destination,
-        ...window,
-        enforceSignerAndScope: true,
-        sign: (bytes) => sign('sha256', bytes, key),
+    try {
+      await withRegistry(opts.databaseUrl, io, async (sql) => {
+        const window = await windowInput(sql, opts);
+        await checkKeyMatches(sql, opts.keyId, key.signer.spkiDer, key.description);
+        const stored = await insertSignedPermission(sql, {
+          permissionId,
+          signingKeyId: opts.keyId,
+          subjectIdentity: subject.identity,
+          subjectSpkiDer: subject.spki,
+          destination,
+          ...window,
+          enforceSignerAndScope: true,
+          sign: (bytes) => key.signDer(bytes),
+        });
+        io.out(
+          formatFields({
+            'permission id': stored.permissionId,
+            identity: subject.identity,
+            'agent key': spkiFingerprint(subject.spki),
+            destination: stored.destination,
+            'not before': stored.notBefore,
+            'not after': stored.notAfter,
+            'signed by': opts.keyId,
+          }),
+        );
+        for (const note of stored.notes) io.err(`note: ${note}\n`);
       });
-      io.out(
-        formatFields({
-          'permission id': stored.permissionId,
-          identity: subject.identity,
-          'agent key': spkiFingerprint(subject.spki),
-          destination: stored.destination,
-          'not before': stored.notBefore,
-          'not after': stored.notAfter,
-          'signed by': opts.keyId,
-        }),
-      );
-      for (const note of stored.notes) io.err(`note: ${note}\n`);
-    });
+    } finally {
+      key.close();
+    }
   });
 }
 
@@ -82,15 +88,15 @@ export async function runPermissionGrant(opts: PermissionGrantOptions, io: Io): 
 async function checkKeyMatches(
   sql: postgres.Sql,
   keyId: string,
-  fileSpki: Buffer,
-  path: string,
+  keySpki: Buffer,
+  key: string,
 ): Promise<void> {
   const [row] = await sql<{ spki: Buffer }[]>`
     SELECT public_key_spki_der AS spki FROM principal_signing_keys WHERE key_id = ${keyId}`;
-  if (row !== undefined && !row.spki.equals(fileSpki)) {
+  if (row !== undefined && !row.spki.equals(keySpki)) {
     throw usageError(
-      `--key ${JSON.stringify(path)} (${spkiFingerprint(fileSpki)}) is not the key registered as ` +
-        `${JSON.stringify(keyId)} (${spkiFingerprint(row.spki)}): pass that key's private key file`,
+      `--key ${JSON.stringify(key)} (${spkiFingerprint(keySpki)}) is not the key registered as ` +
+        `${JSON.stringify(keyId)} (${spkiFingerprint(row.spki)}): pass that key's private key (file or pkcs11: URI)`,
     );
   }
 }
@@ -231,7 +237,7 @@ export function registerPermissionCommands(program: Command): void {
   const group = program
     .command('permission')
     .description('signed permissions: agent × key × destination × window');
-  addDatabaseUrlOption(
+  const grant = addDatabaseUrlOption(
     addWindowOptions(
       group
         .command('grant')
@@ -239,7 +245,11 @@ export function registerPermissionCommands(program: Command): void {
           "sign a permission with a principal's key and insert it (refused when the key's scope does not cover it)",
         )
         .requiredOption('--key-id <id>', 'signing key id', nonEmpty('--key-id'))
-        .requiredOption('--key <file>', "the signing key's private key (PEM)", nonEmpty('--key'))
+        .requiredOption(
+          '--key <file|uri>',
+          "the signing key's private key: a PEM file, or a pkcs11: URI of a key in a token (signs there)",
+          nonEmpty('--key'),
+        )
         .option('--passphrase-env <var>', 'environment variable holding the --key passphrase')
         .option('--agent-cert <file>', "the agent's certificate: identity and exact key are read from it")
         .option('--agent-public-key <file>', "or the agent's public key (PEM or DER), with --identity")
@@ -254,7 +264,8 @@ export function registerPermissionCommands(program: Command): void {
         ),
       '30 days',
     ),
-  ).action(exitWith(runPermissionGrant));
+  );
+  addTokenOptions(grant).action(exitWith(runPermissionGrant));
   addDatabaseUrlOption(
     group
       .command('revoke')

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
+import { isPkcs11Uri } from '../../pkcs11/uri.js';
 import { spkiFingerprint } from '../../pki/fingerprint.js';
-import { generateP256KeyPair, spkiDerOf } from '../../pki/keys.js';
+import { generateP256KeyPair } from '../../pki/keys.js';
 import { registerSigningKey, revokeSigningKey } from '../../registry/writer.js';
 import { type Io, runCommand } from './action.js';
 import { usageError } from './errors.js';
-import { writeNewFiles } from './files.js';
-import { loadP256KeyFile, readPublicKeyFile } from './key-files.js';
+import { refuseExistingFiles, writeNewFiles } from './files.js';
+import { readPublicKeyFile } from './key-files.js';
 import {
   addDatabaseUrlOption,
   addJsonOption,
@@ -18,6 +19,7 @@ import {
 import { passphraseForNewKey } from './passphrase.js';
 import { withRegistry } from './registry-session.js';
 import { runRevocation } from './revocation.js';
+import { addTokenOptions, createTokenSigningKey, keyFlagSecrets, loadSigningKey } from './signing-keys.js';
 import { formatFields, printList, shortFingerprint } from './table.js';
 import { type WindowStatusRow, windowStatusColumns } from './window-status.js';
 
@@ -26,12 +28,19 @@ export interface CreateKeyOptions {
   publicOut?: string;
   passphraseEnv?: string;
   unencrypted?: boolean;
+  pinEnv?: string;
+  pkcs11Module?: string;
   force?: boolean;
 }
 
-/** `principal create-key`: a P-256 signing key (PKCS#8 PEM, optionally encrypted) and its public key. */
+/**
+ * `principal create-key`: a P-256 signing key (PKCS#8 PEM, optionally encrypted) and its public key; with
+ * `--out pkcs11:…` the key pair is generated inside the token and only the public key is written.
+ */
 export async function runCreateKey(opts: CreateKeyOptions, io: Io): Promise<number> {
   return runCommand('principal create-key', io, async () => {
+    if (isPkcs11Uri(opts.out)) return createKeyInToken(opts, io);
+    if (opts.pinEnv !== undefined) throw usageError('--pin-env applies only to --out pkcs11:…');
     const passphrase = await passphraseForNewKey(opts, io);
     const pair = generateP256KeyPair(passphrase === undefined ? {} : { passphrase });
     const publicOut = opts.publicOut ?? defaultPublicPath(opts.out);
@@ -53,11 +62,43 @@ export async function runCreateKey(opts: CreateKeyOptions, io: Io): Promise<numb
   });
 }
 
+async function createKeyInToken(opts: CreateKeyOptions, io: Io): Promise<void> {
+  if (opts.passphraseEnv !== undefined || opts.unencrypted === true) {
+    throw usageError(
+      '--passphrase-env/--unencrypted are for key files: a token key is protected by the token (its PIN is --pin-env)',
+    );
+  }
+  if (opts.publicOut === undefined) {
+    throw usageError('--out pkcs11:… needs --public-out FILE: where to write the new public key');
+  }
+  const publicOut = opts.publicOut;
+  // Checked before the key exists, so that an existing file does not leave an orphan key in the token.
+  await refuseExistingFiles([publicOut], opts.force === true);
+  const key = await createTokenSigningKey(opts.out, '--out', keyFlagSecrets(opts), io);
+  try {
+    await writeNewFiles(
+      [{ path: publicOut, content: spkiPem(key.signer.spkiDer), mode: 0o644 }],
+      opts.force === true,
+    );
+    io.out(
+      formatFields({
+        'private key': `${key.description} (in the token: sensitive, not extractable)`,
+        'public key': publicOut,
+        'key fingerprint': spkiFingerprint(key.signer.spkiDer),
+      }),
+    );
+  } finally {
+    key.close();
+  }
+}
+
 export interface RegisterOptions extends WindowOptions {
   keyId: string;
   publicKey?: string;
   key?: string;
   passphraseEnv?: string;
+  pinEnv?: string;
+  pkcs11Module?: string;
   replace?: boolean;
   databaseUrl?: string;
 }
@@ -99,8 +140,9 @@ async function publicKeyOf(opts: RegisterOptions, io: Io): Promise<Buffer> {
     );
   }
   if (opts.publicKey !== undefined) return readPublicKeyFile(opts.publicKey, '--public-key');
-  const key = await loadP256KeyFile(opts.key ?? '', '--key', opts.passphraseEnv, '--passphrase-env', io);
-  return spkiDerOf(key);
+  const key = await loadSigningKey(opts.key ?? '', '--key', keyFlagSecrets(opts), io);
+  key.close();
+  return key.signer.spkiDer;
 }
 
 export interface RevokeKeyOptions {
@@ -173,28 +215,39 @@ export function registerPrincipalCommands(program: Command): void {
   const group = program
     .command('principal')
     .description("principals' signing keys (who may sign permissions)");
-  group
+  const createKey = group
     .command('create-key')
     .description('create a P-256 signing key (PKCS#8 PEM) and its public key (<out> and <out>.pub.pem)')
-    .requiredOption('--out <file>', 'private key file to write', nonEmpty('--out'))
-    .option('--public-out <file>', 'public key file to write (default: <out> with .pub.pem)')
+    .requiredOption(
+      '--out <file|uri>',
+      'private key file to write, or a pkcs11: URI (pkcs11:token=…;object=…) to generate the key in that token',
+      nonEmpty('--out'),
+    )
+    .option(
+      '--public-out <file>',
+      'public key file to write (default: <out> with .pub.pem; required with a URI)',
+    )
     .option('--passphrase-env <var>', 'encrypt the key with the passphrase in this environment variable')
     .option('--unencrypted', 'write the key unencrypted (otherwise a passphrase is asked on the terminal)')
-    .option('--force', 'overwrite existing files')
-    .action(exitWith(runCreateKey));
-  addDatabaseUrlOption(
+    .option('--force', 'overwrite existing files');
+  addTokenOptions(createKey, { pin: '--pin-env', key: '--out' }).action(exitWith(runCreateKey));
+  const register = addDatabaseUrlOption(
     addWindowOptions(
       group
         .command('register')
         .description('register a public key under a key id in the registry')
         .requiredOption('--key-id <id>', 'key id the permissions will name', nonEmpty('--key-id'))
         .option('--public-key <file>', 'the public key (PEM or DER SubjectPublicKeyInfo)')
-        .option('--key <file>', 'or the private key (PEM), whose public half is registered')
+        .option(
+          '--key <file|uri>',
+          'or the private key (a PEM file, or a pkcs11: URI of a token key), whose public half is registered',
+        )
         .option('--passphrase-env <var>', 'environment variable holding the --key passphrase')
         .option('--replace', 'change the public key and window of an existing (unrevoked) key id'),
       '365 days',
     ),
-  ).action(exitWith(runRegister));
+  );
+  addTokenOptions(register).action(exitWith(runRegister));
   addDatabaseUrlOption(
     group
       .command('revoke')

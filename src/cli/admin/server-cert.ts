@@ -1,12 +1,14 @@
 import { isIP } from 'node:net';
 import { type Command, InvalidArgumentError } from 'commander';
+import type { IssuedCertificate } from '../../pki/certificates.js';
 import { spkiFingerprint } from '../../pki/fingerprint.js';
 import { type Io, runCommand } from './action.js';
 import { usageError } from './errors.js';
-import { loadIssuer } from './key-files.js';
+import { loadIssuer } from './issuer.js';
 import { loadIssuance } from './lazy-pki.js';
 import { collect, exitWith, fileStem, nonEmpty, positiveInt } from './options.js';
 import { certificatePath, keyPath, writeCertAndKey } from './pki-output.js';
+import { addTokenOptions } from './signing-keys.js';
 import { formatFields } from './table.js';
 
 interface SanOptions {
@@ -19,6 +21,8 @@ export interface ServerCertCreateOptions extends SanOptions {
   caCert: string;
   caKey: string;
   caPassphraseEnv?: string;
+  caPinEnv?: string;
+  pkcs11Module?: string;
   outDir: string;
   name: string;
   validDays: number;
@@ -36,8 +40,13 @@ export async function runServerCertCreate(opts: ServerCertCreateOptions, io: Io)
   return runCommand('server-cert create', io, async () => {
     const sans = requireSans(opts);
     const ca = await loadIssuer(opts, io);
-    const { createServerCertificate } = await loadIssuance();
-    const issued = await createServerCertificate({ ca, ...sans, validDays: opts.validDays, ...cn(opts) });
+    let issued: IssuedCertificate;
+    try {
+      const { createServerCertificate } = await loadIssuance();
+      issued = await createServerCertificate({ ca, ...sans, validDays: opts.validDays, ...cn(opts) });
+    } finally {
+      ca.close();
+    }
     const cert = { path: certificatePath(opts.outDir, opts.name), pem: issued.certPem };
     // The gateway reads tls_key_path unencrypted (it has no passphrase setting): keep the file private.
     const key = { path: keyPath(opts.outDir, opts.name), pem: issued.keyPem };
@@ -120,17 +129,22 @@ function addSanOptions(command: Command): Command {
 
 export function registerServerCertCommands(program: Command): void {
   const group = program.command('server-cert').description("the gateway's TLS server certificate");
-  addSanOptions(
+  const create = addSanOptions(
     group
       .command('create')
       .description(
         'create a server key and certificate signed by a CA (<out-dir>/<name>.pem, <name>-key.pem)',
       )
       .requiredOption('--ca-cert <file>', 'CA certificate (PEM or DER)', nonEmpty('--ca-cert'))
-      .requiredOption('--ca-key <file>', 'CA private key (PEM)', nonEmpty('--ca-key'))
+      .requiredOption(
+        '--ca-key <file|uri>',
+        'CA private key: a PEM file, or a pkcs11: URI of a key in a token',
+        nonEmpty('--ca-key'),
+      )
       .option('--ca-passphrase-env <var>', 'environment variable holding the CA key passphrase')
       .option('--valid-days <n>', 'validity in days', positiveInt('--valid-days'), 365),
-  ).action(exitWith(runServerCertCreate));
+  );
+  addTokenOptions(create, { pin: '--ca-pin-env', key: '--ca-key' }).action(exitWith(runServerCertCreate));
   addSanOptions(
     group
       .command('csr')
