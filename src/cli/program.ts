@@ -6,6 +6,7 @@ import { registerAdminCommands } from './admin/register.js';
 import { runCheckConfig } from './check-config.js';
 import { runMigrate } from './migrate.js';
 import { runServe } from './serve.js';
+import { registerTunnelCommands } from './tunnels.js';
 
 /**
  * The `agent-gateway` command. Each subcommand returns its exit code; bad arguments and bad config
@@ -71,6 +72,7 @@ program
 
 registerSidecarCommand(program);
 registerAdminCommands(program);
+registerTunnelCommands(program);
 registerDemoCommand(program);
 
 function nonEmpty(flag: string) {

@@ -3,6 +3,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { CidrError, parseCidr } from '../egress/cidr.js';
 import { encodeOidContent, OidError } from '../identity/oid.js';
 import { rateLimitProblems } from '../ratelimit/settings.js';
+import { type AdminTokens, adminSettings } from './admin-settings.js';
 import { ConfigError, formatKeyPath } from './errors.js';
 import { describeFsError, describePath } from './files.js';
 import { ListenAddrError, parseListenAddr } from './listen-addr.js';
@@ -20,6 +21,8 @@ export interface LoadedConfig {
   readonly identityOidContent: Buffer;
   /** The config file this came from, for messages. */
   readonly path: string;
+  /** The admin listener's tokens, from the environment; undefined when `[admin] listen_addr` is unset. Secret. */
+  readonly adminTokens: AdminTokens | undefined;
 }
 
 /**
@@ -30,7 +33,20 @@ export async function loadConfig(path: string, env: NodeJS.ProcessEnv = process.
   const text = await readConfigFile(path);
   const loaded = parseConfigText(text, path, env);
   const tls = await readTlsMaterial(loaded.config.server);
-  if (!tls.ok) throw new ConfigError(tls.problems, path);
+  const problems = tls.ok ? [] : [...tls.problems];
+  const { admin } = loaded.config;
+  if (
+    admin.listen_addr !== undefined &&
+    admin.tls_cert_path !== undefined &&
+    admin.tls_key_path !== undefined
+  ) {
+    const adminTls = await readTlsMaterial(
+      { tls_cert_path: admin.tls_cert_path, tls_key_path: admin.tls_key_path },
+      'admin',
+    );
+    if (!adminTls.ok) problems.push(...adminTls.problems);
+  }
+  if (problems.length > 0) throw new ConfigError(problems, path);
   return loaded;
 }
 
@@ -70,6 +86,7 @@ export function parseConfigText(
     databaseUrl: cross.databaseUrl,
     identityOidContent: cross.identityOidContent,
     path,
+    adminTokens: cross.adminTokens,
   };
 }
 
@@ -112,6 +129,7 @@ interface CrossCheckResult {
   readonly problems: Problem[];
   readonly databaseUrl: string | undefined;
   readonly identityOidContent: Buffer | undefined;
+  readonly adminTokens: AdminTokens | undefined;
 }
 
 /** Checks that span keys or use other modules' parsers. `doc` is the validated config or the raw TOML. */
@@ -163,8 +181,9 @@ function crossCheck(doc: unknown, env: NodeJS.ProcessEnv): CrossCheckResult {
   }
 
   for (const problem of rateLimitProblems(table(doc, 'rate_limit'))) add(problem.key, problem.message);
+  const adminTokens = adminSettings(table(doc, 'admin'), env, add);
 
-  return { problems, databaseUrl, identityOidContent };
+  return { problems, databaseUrl, identityOidContent, adminTokens };
 }
 
 /** Exactly one of `database_url` / `database_url_env`, resolved and checked to be a PostgreSQL URL. */

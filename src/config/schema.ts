@@ -145,15 +145,41 @@ export const egressSchema = z.strictObject({
   connect_timeout_ms: positiveInt().default(10_000),
 });
 
+const envName = () =>
+  z
+    .string()
+    .regex(
+      /^[A-Za-z_][A-Za-z0-9_]*$/,
+      'must be an environment variable name such as AGENT_GATEWAY_ADMIN_TOKEN',
+    );
+
+/**
+ * `[admin]`: the operators' listener (health, readiness, tunnels, metrics, the dashboard), never the
+ * agents' port. Off unless `listen_addr` is set; loopback-only unless it has TLS of its own; every
+ * operation but /healthz and /readyz needs a bearer token read from the environment.
+ */
+export const adminSchema = z.strictObject({
+  listen_addr: z.string().min(1).optional(),
+  /** Variable holding the admin token (may close tunnels and revoke). */
+  token_env: envName().default('AGENT_GATEWAY_ADMIN_TOKEN'),
+  /** Variable holding a read-only token (may look, not act); unset = no read-only role. */
+  readonly_token_env: envName().optional(),
+  /** TLS for the admin listener; both or neither. Required to listen on a non-loopback address. */
+  tls_cert_path: z.string().min(1).optional(),
+  tls_key_path: z.string().min(1).optional(),
+});
+
 export const configSchema = z.strictObject({
   server: serverSchema,
   observability: observabilitySchema.default({ log_level: 'info', deny_log_limit: 50 }),
   policy: policySchema,
   rate_limit: rateLimitSchema.default({ bytes_per_second: 0, burst_bytes: 1_048_576 }),
   egress: egressSchema.default({ allow_cidrs: [], deny_cidrs: [], connect_timeout_ms: 10_000 }),
+  admin: adminSchema.default({ token_env: 'AGENT_GATEWAY_ADMIN_TOKEN' }),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type ServerConfig = GatewayConfig['server'];
 export type PolicyConfig = GatewayConfig['policy'];
 export type EgressConfig = GatewayConfig['egress'];
+export type AdminConfig = GatewayConfig['admin'];

@@ -23,16 +23,24 @@ export interface TlsMaterial {
 
 export type TlsMaterialResult = { ok: true; material: TlsMaterial } | { ok: false; problems: string[] };
 
-const CERT_KEY = 'server.tls_cert_path';
-const KEY_KEY = 'server.tls_key_path';
+/** The config keys the messages name (the agents' listener's, or the admin listener's). */
+interface KeyNames {
+  readonly cert: string;
+  readonly key: string;
+}
+
+function keyNames(table: string): KeyNames {
+  return { cert: `${table}.tls_cert_path`, key: `${table}.tls_key_path` };
+}
 const PRIVATE_KEY_BLOCK = /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----/;
 const CERTIFICATE_BLOCK = /-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----/;
 const ENCRYPTED_KEY = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/;
 
-export async function readTlsMaterial(files: TlsFiles): Promise<TlsMaterialResult> {
+export async function readTlsMaterial(files: TlsFiles, table = 'server'): Promise<TlsMaterialResult> {
+  const k = keyNames(table);
   const [certPem, keyPem] = await Promise.all([
-    readRegularFile(CERT_KEY, files.tls_cert_path),
-    readRegularFile(KEY_KEY, files.tls_key_path),
+    readRegularFile(k.cert, files.tls_cert_path),
+    readRegularFile(k.key, files.tls_key_path),
   ]);
   const problems = [certPem, keyPem].filter((r): r is string => typeof r === 'string');
   if (typeof certPem === 'string' || typeof keyPem === 'string') return { ok: false, problems };
@@ -45,14 +53,14 @@ export async function readTlsMaterial(files: TlsFiles): Promise<TlsMaterialResul
     return {
       ok: false,
       problems: [
-        `${CERT_KEY} and ${KEY_KEY} are swapped: ${cert} holds a private key and ${key} a certificate; ` +
+        `${k.cert} and ${k.key} are swapped: ${cert} holds a private key and ${key} a certificate; ` +
           `set tls_cert_path to ${JSON.stringify(files.tls_key_path)} and tls_key_path to ${JSON.stringify(files.tls_cert_path)}`,
       ],
     };
   }
 
-  const leaf = parseCertificate(certPem, cert, certLooksLikeKey);
-  const privateKey = parsePrivateKey(keyPem, key, keyLooksLikeCert);
+  const leaf = parseCertificate(certPem, cert, certLooksLikeKey, k);
+  const privateKey = parsePrivateKey(keyPem, key, keyLooksLikeCert, k);
   for (const r of [leaf, privateKey]) if (typeof r === 'string') problems.push(r);
   if (typeof leaf === 'string' || typeof privateKey === 'string') return { ok: false, problems };
 
@@ -60,7 +68,7 @@ export async function readTlsMaterial(files: TlsFiles): Promise<TlsMaterialResul
     return {
       ok: false,
       problems: [
-        `${KEY_KEY}: ${key} is not the private key of the certificate in ${cert} (their public keys differ): ` +
+        `${k.key}: ${key} is not the private key of the certificate in ${cert} (their public keys differ): ` +
           'point tls_key_path at the key written together with that certificate (`agent-gateway server-cert ' +
           'create` writes <name>.pem and <name>-key.pem), or issue a new certificate for this key',
       ],
@@ -74,7 +82,7 @@ export async function readTlsMaterial(files: TlsFiles): Promise<TlsMaterialResul
     return {
       ok: false,
       problems: [
-        `${CERT_KEY}, ${KEY_KEY}: OpenSSL refuses the certificate ${cert} with the key ${key}: ` +
+        `${k.cert}, ${k.key}: OpenSSL refuses the certificate ${cert} with the key ${key}: ` +
           `${(err as Error).message}; issue a new certificate and key with \`agent-gateway server-cert create\``,
       ],
     };
@@ -83,8 +91,8 @@ export async function readTlsMaterial(files: TlsFiles): Promise<TlsMaterialResul
 }
 
 /** readTlsMaterial for callers that cannot go on without the files (the gateway's start). */
-export async function loadTlsMaterial(files: TlsFiles): Promise<TlsMaterial> {
-  const result = await readTlsMaterial(files);
+export async function loadTlsMaterial(files: TlsFiles, table = 'server'): Promise<TlsMaterial> {
+  const result = await readTlsMaterial(files, table);
   if (result.ok) return result.material;
   throw new TlsMaterialError(result.problems);
 }
@@ -115,10 +123,15 @@ function looksLikeKey(pem: Buffer): boolean {
 }
 
 /** The leaf (the first certificate of the chain), or the problem. */
-function parseCertificate(pem: Buffer, shown: string, holdsKey: boolean): X509Certificate | string {
+function parseCertificate(
+  pem: Buffer,
+  shown: string,
+  holdsKey: boolean,
+  k: KeyNames,
+): X509Certificate | string {
   if (holdsKey) {
     return (
-      `${CERT_KEY}: ${shown} holds a private key, not a certificate: point tls_cert_path at the server ` +
+      `${k.cert}: ${shown} holds a private key, not a certificate: point tls_cert_path at the server ` +
       'certificate (PEM, -----BEGIN CERTIFICATE-----; `agent-gateway server-cert create` writes it as <name>.pem)'
     );
   }
@@ -126,22 +139,27 @@ function parseCertificate(pem: Buffer, shown: string, holdsKey: boolean): X509Ce
     return new X509Certificate(pem);
   } catch {
     return (
-      `${CERT_KEY}: ${shown} is not a PEM certificate (no -----BEGIN CERTIFICATE----- block that parses): ` +
+      `${k.cert}: ${shown} is not a PEM certificate (no -----BEGIN CERTIFICATE----- block that parses): ` +
       'point tls_cert_path at the server certificate (`agent-gateway server-cert create` writes it as <name>.pem)'
     );
   }
 }
 
-function parsePrivateKey(pem: Buffer, shown: string, holdsCertificate: boolean): KeyObject | string {
+function parsePrivateKey(
+  pem: Buffer,
+  shown: string,
+  holdsCertificate: boolean,
+  k: KeyNames,
+): KeyObject | string {
   if (holdsCertificate) {
     return (
-      `${KEY_KEY}: ${shown} holds a certificate, not a private key: point tls_key_path at the certificate's ` +
+      `${k.key}: ${shown} holds a certificate, not a private key: point tls_key_path at the certificate's ` +
       'private key (PEM, -----BEGIN PRIVATE KEY-----; `agent-gateway server-cert create` writes it as <name>-key.pem)'
     );
   }
   if (ENCRYPTED_KEY.test(pem.toString('latin1'))) {
     return (
-      `${KEY_KEY}: ${shown} is encrypted, and the gateway has no passphrase setting: write it unencrypted ` +
+      `${k.key}: ${shown} is encrypted, and the gateway has no passphrase setting: write it unencrypted ` +
       '(`openssl pkey -in KEY -out KEY.plain`, then keep that file mode 600) and point tls_key_path at it'
     );
   }
@@ -151,7 +169,7 @@ function parsePrivateKey(pem: Buffer, shown: string, holdsCertificate: boolean):
     return createPrivateKey({ key: pem, passphrase: '' });
   } catch {
     return (
-      `${KEY_KEY}: ${shown} is not a PEM private key (no -----BEGIN PRIVATE KEY----- block that parses): ` +
+      `${k.key}: ${shown} is not a PEM private key (no -----BEGIN PRIVATE KEY----- block that parses): ` +
       'point tls_key_path at the private key of the server certificate (<name>-key.pem)'
     );
   }

@@ -23,9 +23,11 @@ import { QueryGate } from '../registry/query-gate.js';
 import { RegistryHealth } from '../registry/registry-health.js';
 import { assertSchemaVersion } from '../registry/schema-version.js';
 import { GatewayEvents } from '../session/events.js';
+import { startAdmin } from './admin-wiring.js';
 import { startLiveAuthorization } from './live-authorization.js';
 import { ownAddresses, protectedEndpoints, resolveRegistryEndpoints } from './own-addresses.js';
 import { changesNeedingRestart } from './reload.js';
+import { GatewayStatus } from './status.js';
 
 export interface GatewayOptions {
   readonly logger: Logger;
@@ -68,6 +70,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     events.emit('registryStatus', { available, error }),
   );
   const gate = new QueryGate(config.policy.max_connections, registryHealth);
+  const status = new GatewayStatus(registryHealth);
   const policy = createPolicyEngine(sql, {
     acquireTimeoutMs: config.policy.pool_acquire_timeout_ms,
     queryTimeoutMs: config.policy.query_timeout_ms,
@@ -156,6 +159,17 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   server.on('error', (err) => logger.error({ error: err.message }, LogEvent.listenerError));
   const address = server.address() as AddressInfo;
   const live = startLiveAuthorization({ databaseUrl: loaded.databaseUrl, config, policy, tunnels, events });
+  status.attachLiveCheck(live.check);
+  status.listening = true;
+  let admin: Awaited<ReturnType<typeof startAdmin>>;
+  try {
+    admin = await startAdmin({ loaded, tunnels, events, status, logger });
+  } catch (err) {
+    server.close();
+    await live.stop();
+    await policy.close(1).catch(() => undefined);
+    throw err;
+  }
   // Only now is the port known (listen_addr may say 0); no CONNECT has been decided yet.
   guard.protect(
     protectedEndpoints({ ownAddresses: own, listener: { host: listen.host, port: address.port }, registry }),
@@ -198,7 +212,10 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
 
   async function drain(graceMs: number): Promise<void> {
     logger.info({ open_tunnels: tunnels.size, grace_ms: graceMs }, LogEvent.shutdownStarted);
+    // Readiness goes false first, so a load balancer stops sending agents before the listener closes.
+    status.draining = true;
     server.close();
+    status.listening = false;
     http2.closeSessions();
     // Connections that have not asked for a tunnel yet have nothing to finish.
     for (const socket of sockets) {
@@ -214,6 +231,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     const leftOpen = tunnels.size;
     tunnels.closeAll('shutdown');
     await live.stop();
+    await admin?.close();
     limiter.stop();
     http2.destroySessions();
     for (const socket of sockets) socket.destroy();

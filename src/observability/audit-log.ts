@@ -120,6 +120,18 @@ export function auditLogSubscriber(
       if (e.available) logger.info({}, LogEvent.registryAvailable);
       else logger.warn({ error: e.error }, LogEvent.registryUnavailable);
     },
+    operatorAction(e) {
+      logger.warn(
+        {
+          action: e.action,
+          operator_role: e.role,
+          operator_addr: e.peer,
+          target: e.target,
+          result: e.result,
+        },
+        LogEvent.operatorAction,
+      );
+    },
     liveCheckStatus(e) {
       if (e.healthy) logger.info({ mode: e.mode, detail: e.detail }, LogEvent.liveCheckHealthy);
       else logger.error({ mode: e.mode, detail: e.detail }, LogEvent.liveCheckUnhealthy);

@@ -44,6 +44,10 @@ export const LogEvent = {
   /** Open tunnels cannot be re-validated (see close cause revalidation_failed). */
   liveCheckUnhealthy: 'live check unhealthy',
   liveCheckHealthy: 'live check healthy',
+  /** An operator acted through the admin API or the dashboard (who, what, result). */
+  operatorAction: 'operator action',
+  /** The admin listener is up. */
+  adminListening: 'admin listening',
   /** SIGUSR1/SIGUSR2 and other signals the process does not act on. */
   signalIgnored: 'signal ignored',
 } as const;

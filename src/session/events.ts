@@ -154,6 +154,17 @@ export interface LiveCheckStatus {
   readonly detail: string | undefined;
 }
 
+/** An operator acted through the admin API or the dashboard: who, what, on what, with what result. */
+export interface OperatorAction {
+  readonly action: string;
+  /** The credential's role (`admin`, `read`). */
+  readonly role: string;
+  /** `ip:port` of the operator's client. */
+  readonly peer: string;
+  readonly target: Readonly<Record<string, string>>;
+  readonly result: Readonly<Record<string, string | number>>;
+}
+
 export interface GatewayEventMap {
   handshakeCompleted: HandshakeCompleted;
   handshakeFailed: HandshakeFailed;
@@ -166,6 +177,7 @@ export interface GatewayEventMap {
   tunnelClosed: TunnelClosed;
   registryStatus: RegistryStatus;
   liveCheckStatus: LiveCheckStatus;
+  operatorAction: OperatorAction;
 }
 
 export type GatewayEventName = keyof GatewayEventMap;
@@ -195,6 +207,7 @@ export class GatewayEvents {
     tunnelClosed: [],
     registryStatus: [],
     liveCheckStatus: [],
+    operatorAction: [],
   };
   readonly #reported = new WeakSet<object>();
 

@@ -35,6 +35,8 @@ export interface GatewayConfigInput {
   readonly extraServer?: string;
   readonly extraEgress?: string;
   readonly extraPolicy?: string;
+  /** Whole tables appended at the end (e.g. an `[admin]` table). */
+  readonly extraTables?: string;
 }
 
 /** Writes a gateway config.toml listening on an ephemeral loopback port. */
@@ -58,6 +60,7 @@ export async function writeGatewayConfig(input: GatewayConfigInput): Promise<str
       '[egress]',
       `allow_cidrs = [${cidrs}]`,
       input.extraEgress ?? '',
+      input.extraTables ?? '',
       '',
     ].join('\n'),
   );
@@ -65,9 +68,13 @@ export async function writeGatewayConfig(input: GatewayConfigInput): Promise<str
 }
 
 /** Starts `agent-gateway serve --config FILE` as a child process and waits for `listening`. */
-export async function startGatewayProcess(configPath: string): Promise<GatewayProcess> {
+export async function startGatewayProcess(
+  configPath: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<GatewayProcess> {
   const child = spawn(process.execPath, [...CLI_ARGV, 'serve', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   const logs: LogLine[] = [];
   const waiters: Array<{ predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];

@@ -7,6 +7,7 @@ import { ConfigError } from '../../src/config/errors.js';
 import { ListenAddrError, parseListenAddr } from '../../src/config/listen-addr.js';
 import { loadConfig, parseConfigText } from '../../src/config/load.js';
 import {
+  adminSchema,
   configSchema,
   egressSchema,
   observabilitySchema,
@@ -114,6 +115,7 @@ describe('parseConfigText: valid configurations', () => {
       policy: policySchema,
       rate_limit: rateLimitSchema,
       egress: egressSchema,
+      admin: adminSchema,
     };
     assert.deepEqual(Object.keys(tables).sort(), Object.keys(configSchema.shape).sort());
     for (const [table, schema] of Object.entries(tables)) {
@@ -663,5 +665,61 @@ describe('loadConfig', () => {
       );
       return true;
     });
+  });
+});
+
+describe('[admin]', () => {
+  const token = 'x'.repeat(32);
+  test('off by default: no tokens are read', () => {
+    const loaded = parseConfigText(minimal(), 'c.toml', {});
+    assert.equal(loaded.adminTokens, undefined);
+    assert.equal(loaded.config.admin.listen_addr, undefined);
+  });
+
+  test('on loopback, with the tokens from the environment', () => {
+    const loaded = parseConfigText(
+      minimal({ tail: '[admin]\nlisten_addr = "127.0.0.1:9443"\nreadonly_token_env = "READ_TOKEN"' }),
+      'c.toml',
+      { AGENT_GATEWAY_ADMIN_TOKEN: token, READ_TOKEN: 'y'.repeat(32) },
+    );
+    assert.deepEqual(loaded.adminTokens, { admin: token, readonly: 'y'.repeat(32) });
+  });
+
+  test('plain HTTP elsewhere than loopback is refused, naming the fix', () => {
+    const error = problemsOf(minimal({ tail: '[admin]\nlisten_addr = "0.0.0.0:9443"' }), {
+      AGENT_GATEWAY_ADMIN_TOKEN: token,
+    });
+    assertProblem(
+      error,
+      /^admin\.listen_addr: 0\.0\.0\.0:9443 is not a loopback address: .*set admin\.tls_cert_path and admin\.tls_key_path/,
+    );
+  });
+
+  test('a missing, short or shared token is refused without showing it', () => {
+    assertProblem(
+      problemsOf(minimal({ tail: '[admin]\nlisten_addr = "127.0.0.1:9443"' }), {}),
+      /^admin\.token_env: environment variable AGENT_GATEWAY_ADMIN_TOKEN is not set or is empty/,
+    );
+    const short = problemsOf(minimal({ tail: '[admin]\nlisten_addr = "127.0.0.1:9443"' }), {
+      AGENT_GATEWAY_ADMIN_TOKEN: 'short-secret',
+    });
+    assertProblem(short, /must hold at least 24 characters/);
+    assert.ok(!short.problems.join('\n').includes('short-secret'), 'the value is never shown');
+    assertProblem(
+      problemsOf(minimal({ tail: '[admin]\nlisten_addr = "127.0.0.1:9443"\nreadonly_token_env = "SAME"' }), {
+        AGENT_GATEWAY_ADMIN_TOKEN: token,
+        SAME: token,
+      }),
+      /read-only token must differ from the admin token/,
+    );
+  });
+
+  test('TLS paths come in pairs', () => {
+    assertProblem(
+      problemsOf(minimal({ tail: '[admin]\nlisten_addr = "0.0.0.0:9443"\ntls_cert_path = "a.pem"' }), {
+        AGENT_GATEWAY_ADMIN_TOKEN: token,
+      }),
+      /set both admin\.tls_cert_path and admin\.tls_key_path/,
+    );
   });
 });

@@ -33,3 +33,34 @@ test('every deny reason is documented and snake_case', () => {
     assert.ok(DENY_REASONS[kind].length > 10, `${kind} has no description`);
   }
 });
+
+test('GatewayEvents: every subscriber gets each event once, in order, and can leave', async () => {
+  const { GatewayEvents } = await import('../../src/session/events.js');
+  const events = new GatewayEvents();
+  const seen: string[] = [];
+  const leave = events.subscribe({ registryStatus: (e) => seen.push(`a:${e.available}`) });
+  events.subscribe({ registryStatus: (e) => seen.push(`b:${e.available}`) });
+  assert.equal(events.has('registryStatus'), true);
+  assert.equal(events.has('tunnelOpened'), false);
+  events.emit('registryStatus', { available: false, error: 'down' });
+  leave();
+  events.emit('registryStatus', { available: true, error: undefined });
+  assert.deepEqual(seen, ['a:false', 'b:false', 'b:true']);
+});
+
+test('GatewayEvents: a subscriber that throws is reported once and cannot stop the others', async () => {
+  const { GatewayEvents } = await import('../../src/session/events.js');
+  const reported: string[] = [];
+  const events = new GatewayEvents((error, name) => reported.push(`${name}: ${(error as Error).message}`));
+  const seen: boolean[] = [];
+  events.subscribe({
+    registryStatus: () => {
+      throw new Error('broken subscriber');
+    },
+  });
+  events.subscribe({ registryStatus: (e) => seen.push(e.available) });
+  events.emit('registryStatus', { available: false, error: undefined });
+  events.emit('registryStatus', { available: true, error: undefined });
+  assert.deepEqual(seen, [false, true]);
+  assert.deepEqual(reported, ['registryStatus: broken subscriber']);
+});

@@ -1,0 +1,71 @@
+import { AdminServer } from '../admin/admin-server.js';
+import { TokenAuthority } from '../admin/auth.js';
+import { healthRoutes } from '../admin/health-routes.js';
+import { type TunnelControl, type TunnelSelector, tunnelRoutes } from '../admin/tunnel-routes.js';
+import { parseListenAddr } from '../config/listen-addr.js';
+import type { LoadedConfig } from '../config/load.js';
+import { loadTlsMaterial } from '../config/tls-material.js';
+import { LogEvent } from '../observability/events.js';
+import type { Logger } from '../observability/logger.js';
+import type { OpenTunnels } from '../proxy/open-tunnels.js';
+import type { GatewayEvents } from '../session/events.js';
+import type { GatewayStatus } from './status.js';
+
+/**
+ * Starts the admin listener when `[admin] listen_addr` is set: health and readiness for probes, the
+ * tunnel list and the kill switch for operators (issue 14 adds /metrics, issue 15 the dashboard through
+ * `AdminServer.add`). Returns undefined when it is off.
+ */
+export async function startAdmin(deps: {
+  readonly loaded: LoadedConfig;
+  readonly tunnels: OpenTunnels;
+  readonly events: GatewayEvents;
+  readonly status: GatewayStatus;
+  readonly logger: Logger;
+}): Promise<AdminServer | undefined> {
+  const { admin } = deps.loaded.config;
+  const tokens = deps.loaded.adminTokens;
+  if (admin.listen_addr === undefined || tokens === undefined) return undefined;
+  const listen = parseListenAddr(admin.listen_addr);
+  const tls =
+    admin.tls_cert_path !== undefined && admin.tls_key_path !== undefined
+      ? await loadTlsMaterial(
+          { tls_cert_path: admin.tls_cert_path, tls_key_path: admin.tls_key_path },
+          'admin',
+        )
+      : undefined;
+  const authority = new TokenAuthority(tokens);
+  const server = new AdminServer({
+    host: listen.host,
+    port: listen.port,
+    ...(tls ? { tls } : {}),
+    authenticate: (req) => authority.roleOf(req.headers.authorization),
+    onError: (error, route) =>
+      deps.logger.error({ route, error: (error as Error)?.message ?? String(error) }, LogEvent.internalError),
+  });
+  server.add(...healthRoutes(deps.status), ...tunnelRoutes(tunnelControl(deps.tunnels, deps.events)));
+  const address = await server.listen();
+  deps.logger.info(
+    {
+      admin_addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+      tls: tls !== undefined,
+      readonly_role: tokens.readonly !== undefined,
+    },
+    LogEvent.adminListening,
+  );
+  return server;
+}
+
+function tunnelControl(tunnels: OpenTunnels, events: GatewayEvents): TunnelControl {
+  return {
+    list: () => tunnels.list(),
+    close(selector: TunnelSelector, reason: string): number {
+      const ids =
+        'tunnelId' in selector
+          ? [selector.tunnelId]
+          : tunnels.sessionsOf(selector).map((session) => session.id);
+      return tunnels.closeSessions(ids, 'operator', reason);
+    },
+    audit: (action) => events.emit('operatorAction', action),
+  };
+}
