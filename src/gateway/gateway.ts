@@ -1,5 +1,4 @@
 import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
 import { loadTlsMaterial } from '../config/tls-material.js';
@@ -8,25 +7,18 @@ import type { LookupFn } from '../egress/resolve.js';
 import { auditLogSubscriber } from '../observability/audit-log.js';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
-import { createPolicyEngine } from '../policy/engine.js';
 import type { ConnectFlowDeps } from '../proxy/connect-flow.js';
-import { connectionInfoOf, neverUsed } from '../proxy/connection-info.js';
-import { createHttp1Front } from '../proxy/http1-front.js';
-import { createHttp2Front } from '../proxy/http2-front.js';
 import { OpenTunnels } from '../proxy/open-tunnels.js';
-import { createTlsListener } from '../proxy/tls-listener.js';
 import { RateLimiter } from '../ratelimit/limiter.js';
 import { rateLimitSettings } from '../ratelimit/settings.js';
-import { streamWindowForUpload } from '../ratelimit/stream-window.js';
-import { openRegistry, registryTcpEndpoints } from '../registry/connect.js';
-import { QueryGate } from '../registry/query-gate.js';
-import { RegistryHealth } from '../registry/registry-health.js';
-import { assertSchemaVersion } from '../registry/schema-version.js';
 import { GatewayEvents } from '../session/events.js';
 import { startAdmin } from './admin-wiring.js';
+import { drain } from './drain.js';
+import { createFronts } from './front-wiring.js';
 import { startLiveAuthorization } from './live-authorization.js';
-import { ownAddresses, protectedEndpoints, resolveRegistryEndpoints } from './own-addresses.js';
-import { changesNeedingRestart } from './reload.js';
+import { ownAddresses, protectedEndpoints } from './own-addresses.js';
+import { openRegistrySide } from './registry-wiring.js';
+import { applyReload } from './reload.js';
 import { GatewayStatus } from './status.js';
 
 export interface GatewayOptions {
@@ -46,49 +38,28 @@ export interface RunningGateway {
   reload(next: LoadedConfig): void;
 }
 
-/** Wires config → registry → policy → egress → front ends → TLS listener, and starts listening. */
+/**
+ * The composition root: wires config → events and the audit log → registry and policy → egress → rate
+ * limits → open tunnels → front ends and the TLS listener → live authorization → admin listener, and
+ * starts listening. Each piece gets a narrow options object; nothing below reads config files or the
+ * environment.
+ */
 export async function startGateway(loaded: LoadedConfig, options: GatewayOptions): Promise<RunningGateway> {
   const { config } = loaded;
   const { logger } = options;
   // Checked again (not only by loadConfig): the files may have changed since the config was loaded.
-  const { certPem, keyPem } = await loadTlsMaterial(config.server);
+  const tls = await loadTlsMaterial(config.server);
   const listen = parseListenAddr(config.server.listen_addr);
 
-  const sql = openRegistry(loaded.databaseUrl, config.policy, { applicationName: 'agent-gateway' });
-  try {
-    await assertSchemaVersion(sql);
-  } catch (err) {
-    await sql.end({ timeout: 1 });
-    throw err;
-  }
   const events = new GatewayEvents((error, event) =>
     logger.error({ event, error: (error as Error)?.message ?? String(error) }, LogEvent.internalError),
   );
   const audit = auditLogSubscriber(logger, { refusalsPerSource: config.observability.deny_log_limit });
   events.subscribe(audit);
-  const registryHealth = new RegistryHealth((available, error) =>
-    events.emit('registryStatus', { available, error }),
-  );
-  const gate = new QueryGate(config.policy.max_connections, registryHealth);
-  const status = new GatewayStatus(registryHealth);
-  const policy = createPolicyEngine(sql, {
-    acquireTimeoutMs: config.policy.pool_acquire_timeout_ms,
-    queryTimeoutMs: config.policy.query_timeout_ms,
-    decisionCacheMs: config.policy.decision_cache_ms,
-    gate,
-  });
+  const registry = await openRegistrySide(loaded, events, options.lookup);
+  const { policy } = registry;
+  const status = new GatewayStatus(registry.health);
 
-  // The registry is never a tunnel's destination (see own-addresses.ts); its host is resolved once, here.
-  let registry: Awaited<ReturnType<typeof resolveRegistryEndpoints>>;
-  try {
-    registry = await resolveRegistryEndpoints(registryTcpEndpoints(sql), {
-      timeoutMs: config.egress.connect_timeout_ms,
-      ...(options.lookup ? { lookup: options.lookup } : {}),
-    });
-  } catch (err) {
-    await policy.close(1).catch(() => undefined);
-    throw err;
-  }
   const own = ownAddresses(listen.host);
   const guard = new EgressGuard({
     allowCidrs: config.egress.allow_cidrs,
@@ -110,44 +81,8 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     maxLifetimeMs: config.server.max_tunnel_lifetime_s * 1000,
     limiter,
   });
-  const http1 = createHttp1Front({ flow, tunnels, events, logger, maxHeaderBytes: 16 * 1024 });
-  const http2 = createHttp2Front({
-    flow,
-    tunnels,
-    events,
-    logger,
-    maxConcurrentStreams: config.server.h2_max_concurrent_streams,
-    streamWindowBytes: config.server.h2_stream_window_bytes,
-    connectionWindowBytes: config.server.h2_connection_window_bytes,
-    maxHeaderListBytes: 16 * 1024,
-    streamWindowFor: (identity) =>
-      identity === null
-        ? config.server.h2_stream_window_bytes
-        : streamWindowForUpload(limiter.uploadLimitsOf(identity), config.server.h2_stream_window_bytes),
-  });
-
-  const sockets = new Set<TLSSocket>();
-  const { server } = createTlsListener({
-    certPem,
-    keyPem,
-    handshakeTimeoutMs: config.server.handshake_timeout_ms,
-    requestTimeoutMs: config.server.request_timeout_ms,
-    sessionLifetimeS: config.server.tls_session_lifetime_s,
-    identityOidContent: loaded.identityOidContent,
-    caps: {
-      maxConnections: config.server.max_connections,
-      maxPerSource: config.server.max_connections_per_source,
-    },
-    events,
-    onHttp1: (socket) => {
-      track(sockets, socket);
-      http1.accept(socket);
-    },
-    onHttp2: (socket) => {
-      track(sockets, socket);
-      http2.accept(socket);
-    },
-  });
+  const fronts = createFronts({ loaded, tls, flow, tunnels, events, logger, limiter });
+  const { server } = fronts;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -167,12 +102,16 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   } catch (err) {
     server.close();
     await live.stop();
-    await policy.close(1).catch(() => undefined);
+    await registry.close(1);
     throw err;
   }
   // Only now is the port known (listen_addr may say 0); no CONNECT has been decided yet.
   guard.protect(
-    protectedEndpoints({ ownAddresses: own, listener: { host: listen.host, port: address.port }, registry }),
+    protectedEndpoints({
+      ownAddresses: own,
+      listener: { host: listen.host, port: address.port },
+      registry: registry.endpoints,
+    }),
   );
   logger.info(
     {
@@ -182,67 +121,31 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   );
 
   let shuttingDown: Promise<void> | undefined;
-  // What is in force: the config the gateway started with, with the latest reloaded [rate_limit].
+  // What is in force: the config the gateway started with, with what SIGHUP has applied since.
   let running = config;
   return {
     address,
     shutdown(graceMs: number): Promise<void> {
-      shuttingDown ??= drain(graceMs);
+      shuttingDown ??= drain(
+        {
+          logger,
+          status,
+          fronts,
+          tunnels,
+          stop: [
+            () => live.stop(),
+            () => admin?.close(),
+            () => limiter.stop(),
+            () => registry.close(2),
+            () => audit.flush(),
+          ],
+        },
+        graceMs,
+      );
       return shuttingDown;
     },
     reload(next: LoadedConfig): void {
-      const ignored = changesNeedingRestart(running, next.config);
-      limiter.update(rateLimitSettings(next.config.rate_limit));
-      running = { ...running, rate_limit: next.config.rate_limit };
-      const rl = next.config.rate_limit;
-      logger[ignored.length > 0 ? 'warn' : 'info'](
-        {
-          config_path: next.path,
-          bytes_per_second: rl.bytes_per_second,
-          burst_bytes: rl.burst_bytes,
-          download_bytes_per_second: rl.download_bytes_per_second ?? 0,
-          total_bytes_per_second: rl.total_bytes_per_second ?? 0,
-          identity_overrides: Object.keys(rl.identities ?? {}).length,
-          ignored_until_restart: ignored.length > 0 ? ignored : undefined,
-        },
-        LogEvent.configReloaded,
-      );
+      running = applyReload(running, next, { limiter, logger });
     },
   };
-
-  async function drain(graceMs: number): Promise<void> {
-    logger.info({ open_tunnels: tunnels.size, grace_ms: graceMs }, LogEvent.shutdownStarted);
-    // Readiness goes false first, so a load balancer stops sending agents before the listener closes.
-    status.draining = true;
-    server.close();
-    status.listening = false;
-    http2.closeSessions();
-    // Connections that have not asked for a tunnel yet have nothing to finish.
-    for (const socket of sockets) {
-      const info = connectionInfoOf(socket);
-      if (info === undefined || neverUsed(info)) socket.destroy();
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'deadline'>((resolve) => {
-      timer = setTimeout(() => resolve('deadline'), graceMs);
-    });
-    const result = await Promise.race([tunnels.whenEmpty().then(() => 'drained' as const), deadline]);
-    clearTimeout(timer);
-    const leftOpen = tunnels.size;
-    tunnels.closeAll('shutdown');
-    await live.stop();
-    await admin?.close();
-    limiter.stop();
-    http2.destroySessions();
-    for (const socket of sockets) socket.destroy();
-    // Closing the engine clears its caches (a cached allow must not outlive the pool) and ends the pool.
-    await policy.close(2).catch(() => undefined);
-    audit.flush();
-    logger.info({ result, tunnels_cut: result === 'deadline' ? leftOpen : 0 }, LogEvent.shutdownComplete);
-  }
-}
-
-function track(sockets: Set<TLSSocket>, socket: TLSSocket): void {
-  sockets.add(socket);
-  socket.once('close', () => sockets.delete(socket));
 }

@@ -26,11 +26,12 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 /** The [rate_limit] tables of the running gateway; `reloadRate` is what agent-reload gets. */
-function rateLimitToml(reloadRate: number): string {
+function rateLimitToml(reloadRate: number, maxTunnels = 256): string {
   return [
     '[rate_limit]',
     // Everyone else: unlimited, so agent-fast shows that one identity's limit slows nobody else.
     'bytes_per_second = 0',
+    `max_tunnels_per_identity = ${maxTunnels}`,
     '[rate_limit.identities."agent-slow"]',
     'bytes_per_second = 65536',
     'burst_bytes = 262144',
@@ -62,14 +63,14 @@ describe('rate limiting end to end', () => {
   let files: { port: number };
 
   const tlsOf = (identity: string): ClientTls => ({ caPath: pki.caCertPath, agent: agents.get(identity)! });
-  const writeConfig = (reloadRate: number, extraServer = '') =>
+  const writeConfig = (reloadRate: number, extraServer = '', maxTunnels = 256) =>
     writeGatewayConfig({
       dir: pki.dir,
       databaseUrl: db.url,
       certPath: pki.serverCertPath,
       keyPath: pki.serverKeyPath,
       extraServer,
-      extraEgress: rateLimitToml(reloadRate),
+      extraEgress: rateLimitToml(reloadRate, maxTunnels),
     });
   const linesAfter = (mark: number, predicate: (l: LogLine) => boolean) =>
     gateway.logs.slice(mark).filter(predicate);
@@ -275,13 +276,16 @@ describe('rate limiting end to end', () => {
           l['source_identity'] === 'agent-reload',
       );
       // Rate 0 for agent-reload (unlimited); also a server key that only a restart applies.
-      await copyFile(await writeConfig(0, 'handshake_timeout_ms = 7000'), configPath);
+      await copyFile(await writeConfig(0, 'handshake_timeout_ms = 7000', 300), configPath);
       gateway.child.kill('SIGHUP');
       const reloaded = await gateway.waitForLog(
         (l) => gateway.logs.indexOf(l) >= mark && l.msg.startsWith('config reload'),
       );
       assert.equal(reloaded.msg, 'config reloaded', JSON.stringify(reloaded));
       assert.deepEqual(reloaded['ignored_until_restart'], ['server.handshake_timeout_ms']);
+      // What was applied is named, the tunnel cap included (issue 10: it used to be left out).
+      assert.deepEqual(reloaded['applied'], ['rate_limit.identities', 'rate_limit.max_tunnels_per_identity']);
+      assert.equal(reloaded['max_tunnels_per_identity'], 300);
       assert.equal((await reply).toString(), `${size} ${patternHash(size)}\n`);
     } finally {
       session.close();
