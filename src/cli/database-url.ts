@@ -1,3 +1,5 @@
+import { postgresUrlProblem } from '../config/database-url.js';
+
 /** The environment variable every database-using command falls back to when --database-url is absent. */
 export const DATABASE_URL_ENV = 'AGENT_GATEWAY_DATABASE_URL';
 
@@ -14,8 +16,7 @@ export function resolveDatabaseUrl(
       message: `no database URL: pass --database-url postgres://… or set ${DATABASE_URL_ENV}`,
     };
   }
-  if (!/^postgres(ql)?:\/\//.test(value)) {
-    return { ok: false, message: 'the database URL must start with postgres:// or postgresql://' };
-  }
+  const problem = postgresUrlProblem(value);
+  if (problem !== undefined) return { ok: false, message: `the database URL ${problem}` };
   return { ok: true, value };
 }

@@ -4,6 +4,7 @@ import { CidrError, parseCidr } from '../egress/cidr.js';
 import { encodeOidContent, OidError } from '../identity/oid.js';
 import { rateLimitProblems } from '../ratelimit/settings.js';
 import { type AdminTokens, adminSettings } from './admin-settings.js';
+import { postgresUrlProblem } from './database-url.js';
 import { ConfigError, formatKeyPath } from './errors.js';
 import { describeFsError, describePath } from './files.js';
 import { ListenAddrError, parseListenAddr } from './listen-addr.js';
@@ -219,20 +220,6 @@ function resolveDatabaseUrl(
     add('policy.database_url_env', `environment variable ${envName} ${problem}`);
   }
   return undefined;
-}
-
-/** Why `text` is not a usable PostgreSQL URL, or undefined. Never quotes the URL: it may hold a password. */
-function postgresUrlProblem(text: string): string | undefined {
-  const expected =
-    'must be a postgres:// or postgresql:// URL such as postgres://user:password@host:5432/dbname ' +
-    '(the value is not shown because it may contain a password)';
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return expected;
-  }
-  return url.protocol === 'postgres:' || url.protocol === 'postgresql:' ? undefined : expected;
 }
 
 /** `doc[name]` when it is a TOML table, else undefined (the schema reports wrong types). */

@@ -32,7 +32,7 @@ export class ResolveError extends Error {
 export type VetResult =
   | { ok: true; address: ResolvedAddress }
   | { ok: false; kind: 'egress_refused'; refusal: EgressRefusal }
-  | { ok: false; kind: 'dns_failed'; error: ResolveError };
+  | { ok: false; kind: 'lookup_failed'; error: ResolveError };
 
 export interface ResolveOptions {
   timeoutMs: number;
@@ -99,7 +99,7 @@ export async function vetDestination(
   try {
     answers = await resolveHost(host, opts);
   } catch (error) {
-    return { ok: false, kind: 'dns_failed', error: toResolveError(host, error) };
+    return { ok: false, kind: 'lookup_failed', error: toResolveError(host, error) };
   }
   for (const answer of answers) {
     const verdict = guard.check(answer.address, port);

@@ -22,6 +22,7 @@ import {
   TAG_UTF8_STRING,
   Tlv,
 } from './der.js';
+import { isValidIdentity } from './identity-rule.js';
 
 /**
  * Reads the two things the gateway needs from a client's leaf certificate: the exact
@@ -286,28 +287,17 @@ function extensions(
 }
 
 /**
- * The identity: exactly one non-empty, valid UTF-8 DER UTF8String filling the extension value, with
- * no C0 control character or DEL. The contract uses the value verbatim, but a control character can
- * never match a row: NUL cannot be stored in PostgreSQL text, a line break cannot be signed in the
- * line-based canonical bytes, and the others would forge log lines. Calling it malformed gives the
- * investigator the true reason instead of a database error.
+ * The identity: exactly one valid UTF-8 DER UTF8String filling the extension value, whose text is a valid
+ * identity by the one rule (identity-rule.ts: non-empty, no control character). Anything else is
+ * malformed, which gives the investigator the true reason instead of a database error.
  */
 function identityValue(der: Buffer, start: number, end: number): string | null {
   const s = level6;
   if (decodeTlv(der, start, end, s) !== null) return null;
-  if (s.tag !== TAG_UTF8_STRING || s.end !== end || s.end === s.contentStart) return null;
-  if (hasControlByte(der, s.contentStart, s.end)) return null;
+  if (s.tag !== TAG_UTF8_STRING || s.end !== end) return null;
   if (!isAscii(der, s.contentStart, s.end) && !isUtf8(der.subarray(s.contentStart, s.end))) return null;
-  return der.toString('utf8', s.contentStart, s.end);
-}
-
-/** C0 controls and DEL; in UTF-8 these bytes only ever stand for themselves. */
-function hasControlByte(der: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) {
-    const b = der[i]!;
-    if (b < 0x20 || b === 0x7f) return true;
-  }
-  return false;
+  const identity = der.toString('utf8', s.contentStart, s.end);
+  return isValidIdentity(identity) ? identity : null;
 }
 
 /**

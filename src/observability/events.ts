@@ -80,7 +80,9 @@ export type PolicyDecisionValue = 'allow' | 'deny';
  * table (not only a type) so that metrics can pre-register one label per reason and docs can list them.
  */
 export const DENY_REASONS = {
-  no_client_certificate: 'the client sent no certificate (the TLS layer normally refuses this first)',
+  no_client_certificate: 'the client sent no certificate: the connection is closed at the handshake',
+  bad_client_certificate:
+    'the client certificate is not a strict DER X.509 certificate: the connection is closed at the handshake',
   no_identity: 'the client certificate has no identity extension at policy.client_ext_oid',
   malformed_identity: 'the identity extension is not exactly one DER UTF8String',
   no_matching_permission:
@@ -99,7 +101,6 @@ export const DENY_REASONS = {
   policy_error: 'the policy database failed (unreachable, query error, schema mismatch): fail closed',
   policy_timeout: 'the policy query or pool acquisition timed out: fail closed',
   egress_refused: 'the destination resolves to an address the egress rules forbid (e.g. loopback, private)',
-  dns_failed: 'the destination host name could not be resolved',
 } as const satisfies Record<string, string>;
 
 export type DenyReason = keyof typeof DENY_REASONS;

@@ -5,14 +5,9 @@
 /** The OID used everywhere by default (`policy.client_ext_oid`). */
 export const DEFAULT_IDENTITY_EXTENSION_OID = '1.3.6.1.4.1.57264.1.1';
 
-const UTF8_STRING_TAG = 0x0c;
+import { identityProblem } from '../identity/identity-rule.js';
 
-// Identities end up in logs and in the signed permission bytes, which are newline-delimited:
-// a newline or carriage return would let one identity forge another line; NUL truncates in C tools.
-const FORBIDDEN = /[\n\r\0]/;
-// With the `u` flag, a surrogate class only matches unpaired surrogates, which UTF-8 cannot encode
-// (Buffer.from would silently replace them with U+FFFD and change the identity).
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+const UTF8_STRING_TAG = 0x0c;
 
 /** DER length octets: short form below 128, otherwise the minimal long form. */
 function derLength(length: number): Buffer {
@@ -24,19 +19,9 @@ function derLength(length: number): Buffer {
 
 /** The DER UTF8String TLV for `identity`, to be placed verbatim inside the extension's OCTET STRING. */
 export function identityExtensionValue(identity: string): Buffer {
-  if (identity.length === 0) {
-    throw new Error('agent identity must not be empty; give a name such as "agent-alpha"');
-  }
-  if (FORBIDDEN.test(identity)) {
-    throw new Error(
-      `agent identity ${JSON.stringify(identity)} contains a newline, carriage return or NUL; remove it`,
-    );
-  }
-  if (LONE_SURROGATE.test(identity)) {
-    throw new Error(
-      `agent identity ${JSON.stringify(identity)} is not valid Unicode (unpaired surrogate); fix the string`,
-    );
-  }
+  // The gateway's reader applies the same rule: a certificate issued here is one it accepts.
+  const problem = identityProblem(identity);
+  if (problem !== undefined) throw new Error(problem);
   const content = Buffer.from(identity, 'utf8');
   return Buffer.concat([Buffer.from([UTF8_STRING_TAG]), derLength(content.length), content]);
 }

@@ -2,6 +2,7 @@
 // principals) is P-256, because the registry only knows `ecdsa_p256_sha256` and the Rust gateway's
 // certificates use it too.
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { p256Problem } from '../registry/signing-key.js';
 
 export interface KeyPairPem {
   /** PKCS#8 PEM; `ENCRYPTED PRIVATE KEY` when a passphrase was given. */
@@ -83,12 +84,8 @@ export function loadPrivateKey(pem: string, passphrase?: string): KeyObject {
 
 /** Throws unless `key` is an EC key on P-256; `what` names the key in the message ("server key"). */
 export function assertP256(key: KeyObject, what: string): void {
-  const curve = key.asymmetricKeyDetails?.namedCurve;
-  if (key.asymmetricKeyType !== 'ec' || curve !== 'prime256v1') {
-    const actual =
-      key.asymmetricKeyType === 'ec' ? `EC on ${String(curve)}` : String(key.asymmetricKeyType ?? key.type);
-    throw new KeyFileError(`${what} must be an ECDSA P-256 key, but it is ${actual}; generate a P-256 key`);
-  }
+  const problem = p256Problem(key);
+  if (problem !== undefined) throw new KeyFileError(`${what} ${problem}; generate a P-256 key`);
 }
 
 /** The SubjectPublicKeyInfo DER of a private or public key (what certificates and the registry hold). */

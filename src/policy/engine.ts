@@ -1,5 +1,6 @@
 import type postgres from 'postgres';
 import { normalizeDestination } from '../destination/normalize.js';
+import { identityProblem } from '../identity/identity-rule.js';
 import { QueryGate } from '../registry/query-gate.js';
 import type { DenyReason, PolicyAllow, PolicyDecision, PolicyEngine } from './decision.js';
 import { DecisionCache } from './decision-cache.js';
@@ -23,9 +24,11 @@ export type { DenyReason, PolicyAllow, PolicyDecision, PolicyEngine } from './de
  *
  * Time is the database's: every "is it valid now" is a boolean computed against PostgreSQL's now() in the
  * same statement, so gateway hosts with skewed clocks agree with each other and with the admin tooling.
- * By default nothing is cached but parsed public keys and the fact that given bytes verified under a given
- * key (pure functions of the row's bytes): every row is read afresh, so a revocation acts on the very next
- * CONNECT. The opt-in decision cache (policy.decision_cache_ms) trades that for at most its TTL.
+ * Cached without conditions: parsed public keys and the fact that given bytes verified under a given key
+ * (pure functions of the row's bytes). Cached allows (policy.decision_cache_ms) are used only while the
+ * live check opens the cache gate (its notifications arrive and its re-checks succeed), and it invalidates
+ * them; otherwise every row is read afresh. recheck() runs the same judgement on the rows behind open
+ * tunnels (livecheck/).
  *
  * Rows are attacker-influenced (whoever can write the registry, or tamper with it): every column is
  * type-checked, NULL fails closed, and large values are cut in SQL before they cross the wire.
@@ -38,7 +41,7 @@ export interface PolicyEngineOptions {
   queryTimeoutMs: number;
   /** Candidate rows examined per decision (newest not_after first). Default 8, at most 64. */
   maxCandidates?: number;
-  /** config policy.decision_cache_ms: how long an allow may be reused; 0 or absent = every CONNECT queries. */
+  /** config policy.decision_cache_ms: how long an allow may be reused; 0 or absent = never. */
   decisionCacheMs?: number;
   /** Clock of the decision cache (tests); monotonic milliseconds by default. */
   now?: () => number;
@@ -178,11 +181,9 @@ type CheckedInput = RowSubject;
 
 function checkInput(identity: unknown, spki: unknown, destination: unknown): CheckedInput | Deny {
   if (typeof identity !== 'string' || identity === '') return deny('no_identity', 'empty identity');
-  // PostgreSQL text cannot hold NUL, and a lone surrogate would be re-encoded as U+FFFD and match a
-  // different row: neither can name a permission.
-  if (identity.includes('\0') || LONE_SURROGATE.test(identity)) {
-    return deny('malformed_identity', 'identity contains NUL or invalid UTF-16');
-  }
+  // The certificate reader already refuses these; the engine is also called by tools and tests.
+  const problem = identityProblem(identity);
+  if (problem !== undefined) return deny('malformed_identity', problem);
   if (!(spki instanceof Uint8Array) || spki.length === 0) {
     return deny('policy_error', 'client public key (SPKI) missing: the caller must pass the certificate key');
   }
@@ -196,8 +197,6 @@ function checkInput(identity: unknown, spki: unknown, destination: unknown): Che
   const bytes = Buffer.isBuffer(spki) ? spki : Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength);
   return { identity, spki: bytes, destination: normalized };
 }
-
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Allows on the first candidate that passes every check; otherwise reports the most promising failure. */
 function judge(

@@ -1,5 +1,13 @@
-import { createPublicKey, type KeyObject, verify } from 'node:crypto';
+import { type KeyObject, verify } from 'node:crypto';
 import { canonicalPermissionBytes, canonicalTimestampSql } from '../registry/canonical.js';
+import {
+  permissionColumns,
+  scopeCoversSql,
+  scopeForSql,
+  scopeInForceSql,
+  scopeUnrevokedSql,
+} from '../registry/scope-coverage.js';
+import { parseP256Spki, SIGNING_ALGORITHM } from '../registry/signing-key.js';
 import { setBounded } from './bounded-insert.js';
 import type { DenyReason } from './decision.js';
 import type { VerifiedSignatureCache } from './verified-signatures.js';
@@ -15,7 +23,7 @@ import type { VerifiedSignatureCache } from './verified-signatures.js';
  * column is type-checked, NULL fails closed, and large values are cut in SQL before they cross the wire.
  */
 
-export const SIGNING_ALGORITHM = 'ecdsa_p256_sha256';
+export { SIGNING_ALGORITHM };
 /** Text fields longer than this cannot be legitimate; SQL returns one character more so we can tell. */
 export const MAX_TEXT = 4096;
 /** A P-256 SPKI is 91 bytes (59 compressed), a DER signature at most 72; generous caps for both. */
@@ -47,7 +55,7 @@ export const PERMISSION_ROW_COLUMNS = `
   (now() < k.not_after) AS signer_unexpired,
   EXISTS (
     SELECT 1 FROM principal_key_permissions s
-    WHERE s.signing_key_id = p.signing_key_id AND s.destination = p.destination AND s.revoked_at IS NULL
+    WHERE ${scopeForSql('s', permissionColumns('p'))} AND ${scopeUnrevokedSql('s')}
   ) AS scope_present,
   cover.id::text AS scope_id,
   (cover.id IS NOT NULL) AS scope_covers,
@@ -64,9 +72,7 @@ FROM permission_registry p
 LEFT JOIN principal_signing_keys k ON k.key_id = p.signing_key_id
 LEFT JOIN LATERAL (
   SELECT s.id FROM principal_key_permissions s
-  WHERE s.signing_key_id = p.signing_key_id AND s.destination = p.destination AND s.revoked_at IS NULL
-    AND s.not_before <= p.not_before AND p.not_after <= s.not_after
-    AND s.not_before <= now() AND now() < s.not_after
+  WHERE ${scopeCoversSql('s', permissionColumns('p'))} AND ${scopeInForceSql('s')}
   ORDER BY s.not_after DESC, s.id
   LIMIT 1
 ) cover ON true`;
@@ -218,13 +224,8 @@ export class SigningKeyCache {
 }
 
 function parseP256(spki: Buffer): KeyObject | null {
-  try {
-    const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
-    if (key.asymmetricKeyType !== 'ec') return null;
-    return key.asymmetricKeyDetails?.namedCurve === 'prime256v1' ? key : null;
-  } catch {
-    return null;
-  }
+  const parsed = parseP256Spki(spki);
+  return 'problem' in parsed ? null : parsed;
 }
 
 /**

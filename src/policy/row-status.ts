@@ -1,6 +1,7 @@
 import type postgres from 'postgres';
 import { DestinationError, normalizeDestination } from '../destination/normalize.js';
 import { canonicalTimestampSql } from '../registry/canonical.js';
+import { permissionColumns, scopeCoversSql, scopeForSql } from '../registry/scope-coverage.js';
 import type { DenyReason } from './decision.js';
 import {
   checkPermissionRow,
@@ -67,13 +68,10 @@ export interface PermissionFilter {
 const EXTRA_COLUMNS = `,
   ${canonicalTimestampSql('p.revoked_at')} AS revoked_at_text,
   EXISTS (
-    SELECT 1 FROM principal_key_permissions s
-    WHERE s.signing_key_id = p.signing_key_id AND s.destination = p.destination
+    SELECT 1 FROM principal_key_permissions s WHERE ${scopeForSql('s', permissionColumns('p'))}
   ) AS scope_ever_present,
   EXISTS (
-    SELECT 1 FROM principal_key_permissions s
-    WHERE s.signing_key_id = p.signing_key_id AND s.destination = p.destination
-      AND s.not_before <= p.not_before AND p.not_after <= s.not_after
+    SELECT 1 FROM principal_key_permissions s WHERE ${scopeCoversSql('s', permissionColumns('p'))}
   ) AS scope_ever_covers`;
 
 /** Batch size when walking the whole registry: bounded memory however many rows there are. */

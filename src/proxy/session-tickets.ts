@@ -8,8 +8,8 @@ import type { Server, TlsOptions } from 'node:tls';
  * What a resumed connection keeps: the client certificate of the handshake that issued the ticket.
  * OpenSSL stores it in the ticket's encrypted session, so the identity and exact key read from it are
  * the ones that were proven by CertificateVerify then. Authorization is not part of the session: every
- * CONNECT on a resumed connection is decided like any other (by the registry, or by the opt-in decision
- * cache within its TTL).
+ * CONNECT on a resumed connection is decided like any other (by the registry, or by the decision cache
+ * while the live check keeps it valid), and its tunnels are re-validated like any other.
  *
  * The ticket key is random per process, never written anywhere, and replaced every `lifetimeS` seconds
  * (the tickets' own lifetime): a ticket older than that no longer decrypts and its client does a full

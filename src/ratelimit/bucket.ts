@@ -3,7 +3,7 @@ import type { BucketLimit } from './settings.js';
 
 /**
  * A token bucket for bytes, written here rather than taken from a library: the libraries measured
- * (stack-notes) either allocate a promise per chunk, throw on a chunk larger than the bucket, or fall
+ * (measured here: limiter, rate-limiter-flexible, bottleneck) either allocate a promise per chunk, throw on a chunk larger than the bucket, or fall
  * back to coarse sleeps, and none of them can pause a socket. What this one does instead:
  *
  * - **Debt instead of refusal.** A chunk has already been read when it is counted, so it always takes

@@ -1,7 +1,10 @@
-import { createPublicKey, verify } from 'node:crypto';
+import { verify } from 'node:crypto';
 import type postgres from 'postgres';
 import { normalizeDestination } from '../destination/normalize.js';
+import { identityProblem } from '../identity/identity-rule.js';
 import { canonicalPermissionBytes, canonicalTimestampSql } from './canonical.js';
+import { scopeCoversSql, scopeForSql, scopeUnrevokedSql } from './scope-coverage.js';
+import { parseP256Spki, SIGNING_ALGORITHM } from './signing-key.js';
 
 /**
  * Admin-side writes to the registry (tests now, the operator CLI later). The gateway itself never writes.
@@ -20,7 +23,7 @@ export class RegistryWriteError extends Error {
   override name = 'RegistryWriteError';
 }
 
-export const SIGNING_ALGORITHM = 'ecdsa_p256_sha256';
+export { SIGNING_ALGORITHM };
 
 const DEFAULT_KEY_LIFETIME = '365 days';
 const DEFAULT_PERMISSION_LIFETIME = '30 days';
@@ -121,7 +124,8 @@ export async function insertSignedPermission(
 ): Promise<StoredPermission> {
   requireText('permissionId', input.permissionId);
   requireText('signingKeyId', input.signingKeyId);
-  requireText('subjectIdentity', input.subjectIdentity);
+  const identityIssue = identityProblem(input.subjectIdentity);
+  if (identityIssue !== undefined) throw new RegistryWriteError(identityIssue);
   const destination = normalizeDestination(input.destination);
   const subjectSpki = Buffer.from(input.subjectSpkiDer);
   if (subjectSpki.length === 0) throw new RegistryWriteError('subjectSpkiDer is empty');
@@ -164,7 +168,10 @@ export async function insertSignedPermission(
   });
 }
 
-/** Revocations take effect on the next CONNECT (the gateway caches no decisions). */
+/**
+ * Revocations: new CONNECTs are denied at once, and gateways close the open tunnels they back within their
+ * live check's bound (README, "Live authorization"); a cached allow is invalidated the same way.
+ */
 export async function revokePermission(sql: postgres.Sql, permissionId: string): Promise<boolean> {
   const rows = await sql`
     UPDATE permission_registry SET revoked_at = now(), updated_at = now()
@@ -405,6 +412,14 @@ async function signingKeyState(
  * The gateway's signer and scope rules, checked in the grant's own transaction with the rows locked, so a
  * grant cannot slip between a revocation and its commit. Returns notes for what only matters later.
  */
+/** The permission being granted, as the parameters of the scope query below ($1 key, $2 destination, $3/$4 window). */
+const GRANTED = {
+  signingKeyId: '$1',
+  destination: '$2',
+  notBefore: '$3::text::timestamptz',
+  notAfter: '$4::text::timestamptz',
+};
+
 async function enforceSignerAndScope(
   tx: postgres.TransactionSql,
   keyId: string,
@@ -433,11 +448,11 @@ async function enforceSignerAndScope(
     throw new RegistryWriteError(`the permission window ${window} is already over: give a later not_after`);
   }
   const scopes = await tx.unsafe<{ id: string; nb: string; na: string; covers: boolean }[]>(
-    `SELECT id::text AS id, ${canonicalTimestampSql('not_before')} AS nb, ${canonicalTimestampSql('not_after')} AS na,
-       (not_before <= $3::text::timestamptz AND $4::text::timestamptz <= not_after) AS covers
-     FROM principal_key_permissions
-     WHERE signing_key_id = $1 AND destination = $2 AND revoked_at IS NULL
-     ORDER BY id FOR SHARE`,
+    `SELECT s.id::text AS id, ${canonicalTimestampSql('s.not_before')} AS nb, ${canonicalTimestampSql('s.not_after')} AS na,
+       (${scopeCoversSql('s', GRANTED)}) AS covers
+     FROM principal_key_permissions s
+     WHERE ${scopeForSql('s', GRANTED)} AND ${scopeUnrevokedSql('s')}
+     ORDER BY s.id FOR SHARE`,
     [keyId, destination, w.notBefore, w.notAfter],
   );
   if (scopes.length === 0) {
@@ -515,18 +530,7 @@ function requireText(name: string, value: string): void {
 }
 
 function assertP256Spki(spki: Buffer, what: string) {
-  let key: ReturnType<typeof createPublicKey>;
-  try {
-    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
-  } catch (err) {
-    throw new RegistryWriteError(
-      `${what}: public key is not a DER SubjectPublicKeyInfo (${(err as Error).message})`,
-    );
-  }
-  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    throw new RegistryWriteError(
-      `${what}: public key must be ECDSA P-256 (prime256v1) for ${SIGNING_ALGORITHM}`,
-    );
-  }
-  return key;
+  const parsed = parseP256Spki(spki);
+  if ('problem' in parsed) throw new RegistryWriteError(`${what}: the public key ${parsed.problem}`);
+  return parsed;
 }

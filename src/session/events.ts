@@ -30,6 +30,7 @@ export interface HandshakeFailed extends PeerEvent {
 
 /** The listener refused a connection before any CONNECT could be made on it. */
 export interface ConnectionRefused extends PeerEvent {
+  /** A deny reason (observability/events.ts DENY_REASONS) for a certificate, or which cap was reached. */
   readonly reason:
     | 'no_client_certificate'
     | 'bad_client_certificate'

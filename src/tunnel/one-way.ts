@@ -88,7 +88,7 @@ export class OneWay {
   };
 
   private resumeIfFree(): void {
-    // An explicit pause() is not undone by listeners (stack-notes), so resume explicitly.
+    // An explicit pause() is not undone by adding a 'data' listener (Node streams), so resume explicitly.
     if (!this.waitingForDrain && this.holds === 0 && !this.source.destroyed) this.source.resume();
   }
 }

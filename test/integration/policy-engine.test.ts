@@ -909,7 +909,7 @@ describe('writer', () => {
     });
     await assert.rejects(
       insertSigningKey(admin, { keyId: uid('rsa'), publicKeySpkiDer: rsa }),
-      /must be ECDSA P-256/,
+      /must be an ECDSA P-256 key/,
     );
   });
 });

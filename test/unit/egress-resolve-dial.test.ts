@@ -204,11 +204,11 @@ describe('vetDestination', () => {
     assert.deepEqual(literalLookup.asked, []);
   });
 
-  it('reports DNS failures as dns_failed with the ResolveError', async () => {
+  it('reports DNS failures as lookup_failed with the ResolveError', async () => {
     const missing = await vetDestination('missing.example', 443, guard, { timeoutMs: 1000, lookup });
     assert.equal(missing.ok, false);
-    if (missing.ok || missing.kind !== 'dns_failed')
-      assert.fail(`expected dns_failed, got ${JSON.stringify(missing)}`);
+    if (missing.ok || missing.kind !== 'lookup_failed')
+      assert.fail(`expected lookup_failed, got ${JSON.stringify(missing)}`);
     assert.ok(missing.error instanceof ResolveError);
     assert.equal(missing.error.kind, 'not_found');
 
@@ -216,7 +216,7 @@ describe('vetDestination', () => {
       timeoutMs: 1,
       lookup: () => new Promise(() => {}),
     });
-    assert.equal(slow.ok === false && slow.kind === 'dns_failed' && slow.error.kind, 'timeout');
+    assert.equal(slow.ok === false && slow.kind === 'lookup_failed' && slow.error.kind, 'timeout');
   });
 });
 

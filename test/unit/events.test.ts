@@ -64,3 +64,24 @@ test('GatewayEvents: a subscriber that throws is reported once and cannot stop t
   assert.deepEqual(seen, [false, true]);
   assert.deepEqual(reported, ['registryStatus: broken subscriber']);
 });
+
+test('DENY_REASONS lists exactly the reasons the code emits', async () => {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const root = new URL('../../src/', import.meta.url).pathname;
+  const files: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else if (entry.name.endsWith('.ts') && !path.endsWith('observability/events.ts')) files.push(path);
+    }
+  };
+  await walk(root);
+  const source = (await Promise.all(files.map((f) => readFile(f, 'utf8')))).join('\n');
+  // Every reason the table names appears as a string literal somewhere it is emitted (the DenyReason type
+  // makes the other direction a compile-time check: nothing can emit a reason the table lacks).
+  for (const reason of DENY_REASON_KINDS) {
+    assert.ok(source.includes(`'${reason}'`), `${reason} is listed in DENY_REASONS but never emitted`);
+  }
+});

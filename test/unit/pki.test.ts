@@ -78,10 +78,17 @@ describe('identityExtensionValue', () => {
     assert.equal(big.length, 304);
   });
 
-  it('refuses empty identities and ones with newline, carriage return or NUL', () => {
+  it('refuses empty identities and ones with a control character, naming it', () => {
     assert.throws(() => identityExtensionValue(''), /must not be empty/);
-    for (const bad of ['agent\nalpha', 'agent\ralpha', 'agent\0alpha', 'agent-alpha\n']) {
-      assert.throws(() => identityExtensionValue(bad), /newline, carriage return or NUL/);
+    for (const [bad, named] of [
+      ['agent\nalpha', /contains a newline/],
+      ['agent\ralpha', /contains a carriage return/],
+      ['agent\0alpha', /contains a NUL character/],
+      ['agent-alpha\n', /contains a newline/],
+      ['agent\talpha', /contains a control character \(U\+0009\)/],
+      ['agent\u007falpha', /contains a control character \(U\+007F\)/],
+    ] as const) {
+      assert.throws(() => identityExtensionValue(bad), named);
     }
   });
 

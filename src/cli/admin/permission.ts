@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
 import type postgres from 'postgres';
 import { DESTINATION_FORMS, normalizeDestination } from '../../destination/normalize.js';
+import { identityProblem } from '../../identity/identity-rule.js';
 import { spkiFingerprint } from '../../pki/fingerprint.js';
 import { listPermissionStatuses, type PermissionRowStatus } from '../../policy/row-status.js';
 import { insertSignedPermission, revokePermission } from '../../registry/writer.js';
@@ -141,12 +142,8 @@ async function subjectOf(opts: PermissionGrantOptions): Promise<{ identity: stri
 }
 
 function checkIdentity(identity: string): string {
-  if (identity === '') throw usageError('--identity must not be empty');
-  if (/[\r\n\0]/.test(identity)) {
-    throw usageError(
-      `identity ${JSON.stringify(identity)} contains a line break or NUL and cannot be signed unambiguously`,
-    );
-  }
+  const problem = identityProblem(identity);
+  if (problem !== undefined) throw usageError(`--identity: ${problem}`);
   return identity;
 }
 
@@ -160,7 +157,7 @@ export function runPermissionRevoke(opts: PermissionRevokeOptions, io: Io): Prom
     kind: 'permission',
     id: opts.permissionId,
     revoke: (sql) => revokePermission(sql, opts.permissionId),
-    consequence: 'the gateway denies it from the next CONNECT on',
+    consequence: 'gateways deny it and close its open tunnels within about a second',
   });
 }
 
@@ -269,7 +266,7 @@ export function registerPermissionCommands(program: Command): void {
   addDatabaseUrlOption(
     group
       .command('revoke')
-      .description('revoke a permission (effective on the next CONNECT)')
+      .description('revoke a permission: new CONNECTs are denied and its open tunnels close')
       .requiredOption('--permission-id <id>', 'permission to revoke', nonEmpty('--permission-id')),
   ).action(exitWith(runPermissionRevoke));
   addDatabaseUrlOption(

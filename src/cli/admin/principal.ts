@@ -150,13 +150,13 @@ export interface RevokeKeyOptions {
   databaseUrl?: string;
 }
 
-/** `principal revoke`: every permission the key signed is denied from the next CONNECT on. */
+/** `principal revoke`: every permission the key signed is denied, and its open tunnels are closed. */
 export function runRevokeKey(opts: RevokeKeyOptions, io: Io): Promise<number> {
   return runRevocation('principal revoke', opts.databaseUrl, io, {
     kind: 'signing key',
     id: opts.keyId,
     revoke: (sql) => revokeSigningKey(sql, opts.keyId),
-    consequence: 'the gateway denies everything it signed from the next CONNECT on',
+    consequence: 'gateways deny everything it signed and close its open tunnels within about a second',
   });
 }
 
@@ -251,7 +251,7 @@ export function registerPrincipalCommands(program: Command): void {
   addDatabaseUrlOption(
     group
       .command('revoke')
-      .description('revoke a signing key: everything it signed is denied from the next CONNECT on')
+      .description('revoke a signing key: everything it signed is denied and its open tunnels close')
       .requiredOption('--key-id <id>', 'key id to revoke', nonEmpty('--key-id')),
   ).action(exitWith(runRevokeKey));
   addDatabaseUrlOption(

@@ -68,7 +68,8 @@ export async function runScopeRevoke(opts: ScopeRevokeOptions, io: Io): Promise<
     await withRegistry(opts.databaseUrl, io, async (sql) => {
       if (opts.id !== undefined) {
         const id = opts.id;
-        const consequence = 'the permissions it covered are denied from the next CONNECT on';
+        const consequence =
+          'the permissions it covered are denied, and gateways close their open tunnels within about a second';
         await revokeAndReport(sql, io, {
           kind: 'scope',
           id,
