@@ -3,22 +3,15 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { within } from '../helpers/bounded.js';
-import { freshDatabase } from '../helpers/db.js';
-import {
-  type GatewayProcess,
-  type LogLine,
-  startGatewayProcess,
-  writeGatewayConfig,
-} from '../helpers/gateway-process.js';
+import { type GatewayProcess, type LogLine, startGatewayProcess } from '../helpers/gateway-process.js';
+import { type GrantedRegistry, grantedRegistry } from '../helpers/granted-registry.js';
 import { type CountingServer, startCountingServer, startEchoServer } from '../helpers/loopback-servers.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
 import {
   proxyConnect,
   type SidecarProcess,
   sidecarArgs,
   startSidecarProcess,
 } from '../helpers/sidecar-process.js';
-import { grantLoopbackPorts } from '../helpers/sidecar-registry.js';
 
 /** The identity's max_tunnels_per_identity at the gateway: small, so that leaked tunnels lock it out. */
 const MAX_TUNNELS = 3;
@@ -39,30 +32,21 @@ const BOUND_MS = 10_000;
  * its side, so a tunnel to it is only ever closed by the gateway.
  */
 describe('sidecar: a client that leaves before its tunnel is established', () => {
-  let pki: TestPki;
-  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  let registry: GrantedRegistry;
+  let db: GrantedRegistry['db'];
   let gateway: GatewayProcess;
   let sidecar: SidecarProcess;
   let dest: CountingServer;
   let echo: { port: number; close(): Promise<void> };
 
   before(async () => {
-    pki = await createTestPki();
-    db = await freshDatabase();
     dest = await startCountingServer();
     echo = await startEchoServer();
-    const alpha = await pki.agent('agent-alpha');
-    await grantLoopbackPorts(db.sql, {
-      identity: 'agent-alpha',
-      agentSpki: alpha.spkiDer,
-      ports: [dest.port, echo.port],
-    });
+    registry = await grantedRegistry([dest.port, echo.port]);
+    const { pki, alpha } = registry;
+    db = registry.db;
     gateway = await startGatewayProcess(
-      await writeGatewayConfig({
-        dir: pki.dir,
-        databaseUrl: db.url,
-        certPath: pki.serverCertPath,
-        keyPath: pki.serverKeyPath,
+      await registry.config({
         // A policy query may wait for the test's lock as long as the test holds it.
         extraPolicy: 'query_timeout_ms = 60000\npool_acquire_timeout_ms = 60000',
         extraEgress: `[rate_limit]\nmax_tunnels_per_identity = ${MAX_TUNNELS}`,
@@ -83,8 +67,7 @@ describe('sidecar: a client that leaves before its tunnel is established', () =>
     const gatewayCode = await gateway?.stop();
     await dest?.close();
     await echo?.close();
-    await db?.drop();
-    await pki?.cleanup();
+    await registry?.cleanup();
     assert.equal(sidecarCode, 0, `sidecar exit code; stderr: ${sidecar?.stderr()}`);
     assert.equal(gatewayCode, 0, `gateway exit code; stderr: ${gateway?.stderr()}`);
   });

@@ -11,3 +11,12 @@ export function within<T>(promise: Promise<T>, boundMs: number, what: string): P
   });
   return Promise.race([promise, bound]).finally(() => clearTimeout(timer));
 }
+
+/** Resolves once `condition()` holds, checking every 20 ms; fails with `what` after `boundMs`. */
+export async function until(condition: () => boolean, boundMs: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what()}: not within ${boundMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -195,3 +195,41 @@ export async function startCountingServer(
     },
   };
 }
+
+/**
+ * What a flooding destination does with each connection: writes `limitBytes` pattern bytes as fast as
+ * the connection takes them (with backpressure, so it never buffers more than one chunk), and counts the
+ * connections whose writes are held by backpressure right now: a tunnel whose client stopped reading.
+ */
+export function flooding(limitBytes: number): { serve: (socket: Socket) => void; readonly held: number } {
+  let held = 0;
+  const block = patternBlock();
+  return {
+    get held() {
+      return held;
+    },
+    serve(socket: Socket) {
+      let left = limitBytes;
+      let holding = false;
+      const release = () => {
+        if (!holding) return;
+        holding = false;
+        held--;
+      };
+      socket.once('close', release);
+      const pump = (): void => {
+        release();
+        while (left > 0 && !socket.destroyed) {
+          left -= block.length;
+          if (!socket.write(block)) {
+            holding = true;
+            held++;
+            socket.once('drain', pump);
+            return;
+          }
+        }
+      };
+      pump();
+    },
+  };
+}
