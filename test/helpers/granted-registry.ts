@@ -1,3 +1,4 @@
+import { readFile, writeFile } from 'node:fs/promises';
 import { freshDatabase } from './db.js';
 import { type GatewayConfigInput, writeGatewayConfig } from './gateway-process.js';
 import { createTestPki, type TestAgent, type TestPki } from './pki.js';
@@ -10,10 +11,15 @@ export interface GrantedRegistry {
   /** `agent-alpha`, allowed to every loopback port it was given. */
   readonly alpha: TestAgent;
   /** A gateway config for this registry and PKI, with the extra lines given. */
-  config(extra?: Pick<GatewayConfigInput, 'extraServer' | 'extraPolicy' | 'extraEgress'>): Promise<string>;
+  config(extra?: ConfigExtras): Promise<string>;
   /** Drops the database and removes the PKI's files. */
   cleanup(): Promise<void>;
 }
+
+export type ConfigExtras = Pick<GatewayConfigInput, 'extraServer' | 'extraPolicy' | 'extraEgress'> & {
+  /** Lines for the [observability] table (which the config writer opens with log_level only). */
+  readonly extraObservability?: string;
+};
 
 export async function grantedRegistry(ports: readonly number[]): Promise<GrantedRegistry> {
   const pki = await createTestPki();
@@ -24,14 +30,20 @@ export async function grantedRegistry(ports: readonly number[]): Promise<Granted
     pki,
     db,
     alpha,
-    config: (extra = {}) =>
-      writeGatewayConfig({
+    async config({ extraObservability, ...extra } = {}) {
+      const path = await writeGatewayConfig({
         dir: pki.dir,
         databaseUrl: db.url,
         certPath: pki.serverCertPath,
         keyPath: pki.serverKeyPath,
         ...extra,
-      }),
+      });
+      if (extraObservability !== undefined) {
+        const text = await readFile(path, 'utf8');
+        await writeFile(path, text.replace('[observability]\n', `[observability]\n${extraObservability}\n`));
+      }
+      return path;
+    },
     async cleanup() {
       await db.drop();
       await pki.cleanup();
