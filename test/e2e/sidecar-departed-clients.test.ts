@@ -47,8 +47,9 @@ describe('sidecar: a client that leaves before its tunnel is established', () =>
     db = registry.db;
     gateway = await startGatewayProcess(
       await registry.config({
-        // A policy query may wait for the test's lock as long as the test holds it.
-        extraPolicy: 'query_timeout_ms = 60000\npool_acquire_timeout_ms = 60000',
+        // Every CONNECT queries the registry (no cached allow), and that query may wait for the test's
+        // lock as long as the test holds it.
+        extraPolicy: 'decision_cache_ms = 0\nquery_timeout_ms = 60000\npool_acquire_timeout_ms = 60000',
         extraEgress: `[rate_limit]\nmax_tunnels_per_identity = ${MAX_TUNNELS}`,
       }),
     );
