@@ -204,7 +204,9 @@ function rejection(e: ConnectRejected): { msg: string; kind: string; fields: Fie
 function attemptFields(a: ConnectAttempt): Fields {
   return {
     ...connectionFields(a.identity, a.peerAddr, a.protocol, a.trace),
-    dest_authority: a.destination === undefined ? undefined : text(a.destination.authority),
+    // Normalized, so bounded and plain (a host of at most 253 letters, digits, '.', '-', '_', or an IPv6
+    // literal): cut at MAX_LOGGED_CHARS it would lose the end of a legitimate long name.
+    dest_authority: a.destination?.authority,
   };
 }
 

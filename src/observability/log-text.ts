@@ -29,12 +29,8 @@ export interface LoggedText {
 export function loggedText(value: string, max = MAX_LOGGED_CHARS): LoggedText {
   const escaped = escapeInvisible(value);
   if (escaped.length <= max) return { text: escaped, sha256: undefined };
-  let cut = max;
-  // Do not split a surrogate pair (the half would be re-encoded as U+FFFD by the JSON writer).
-  const code = escaped.charCodeAt(cut - 1);
-  if (code >= 0xd800 && code <= 0xdbff) cut--;
   return {
-    text: `${escaped.slice(0, cut)}…`,
+    text: `${cut(escaped, max)}…`,
     sha256: createHash('sha256').update(value, 'utf8').digest('hex'),
   };
 }
@@ -45,9 +41,19 @@ export function loggedBytes(bytes: Buffer, max = MAX_LOGGED_CHARS): LoggedText {
   const shown = escapeInvisible(bytes.toString('utf8', 0, Math.min(bytes.length, max * 4)));
   const truncated = bytes.length > max * 4 || shown.length > max;
   return {
-    text: shown.length > max ? `${shown.slice(0, max)}…` : truncated ? `${shown}…` : shown,
+    text: truncated ? `${cut(shown, max)}…` : shown,
     sha256: truncated ? createHash('sha256').update(bytes).digest('hex') : undefined,
   };
+}
+
+/**
+ * The first `max` UTF-16 units of `text`, one fewer if the last would be the first half of a surrogate
+ * pair (the half would be re-encoded as U+FFFD by the JSON writer).
+ */
+function cut(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const code = text.charCodeAt(max - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
 }
 
 function escapeInvisible(value: string): string {

@@ -51,6 +51,13 @@ const SESSION_TUNNELS = Symbol('agent-gateway.session-tunnels');
 type WithTunnels = { [SESSION_TUNNELS]?: Set<string> };
 
 /**
+ * The TLS socket under a session. `session.socket` is a Proxy that forwards reads to it while the session
+ * is bound, and stops reaching it once the session is closed, which is when the socket must still go.
+ */
+const TLS_SOCKET = Symbol('agent-gateway.tls-socket');
+type WithTlsSocket = { [TLS_SOCKET]?: TLSSocket };
+
+/**
  * HTTP/2 CONNECT: many tunnels per TLS connection, one stream each. Node's HTTP/2 engine runs over
  * the TLS socket our listener accepted; flow control does the backpressure: a paused stream stops
  * granting window, so the client cannot send more than one stream window ahead. A session's tunnels
@@ -74,7 +81,9 @@ export function createHttp2Front(options: Http2FrontOptions): Http2Front {
     sessions.add(session);
     const ids = new Set<string>();
     (session as WithTunnels)[SESSION_TUNNELS] = ids;
-    const socket = session.socket;
+    // Set on the socket by accept(); read through the Proxy, kept on the session for after its close.
+    const socket = (session.socket as WithTlsSocket | null)?.[TLS_SOCKET];
+    (session as WithTlsSocket)[TLS_SOCKET] = socket;
     session.on('close', () => {
       sessions.delete(session);
       // Node destroys the streams of a destroyed session, but not always the tunnels' upstream sockets
@@ -104,6 +113,7 @@ export function createHttp2Front(options: Http2FrontOptions): Http2Front {
 
   return {
     accept(socket: TLSSocket): void {
+      (socket as WithTlsSocket)[TLS_SOCKET] = socket;
       // The listener keeps TLS sockets half-open for HTTP/1.1 tunnels. An HTTP/2 session has no use for
       // a half-closed connection and only notices the peer's end once the socket closes, so end our side
       // too, and do not wait for back-pressured streams to drain to a client that can no longer read.
@@ -126,9 +136,17 @@ export function createHttp2Front(options: Http2FrontOptions): Http2Front {
   };
 }
 
+/**
+ * Lets a session that is done flush for SESSION_LINGER_MS, then destroys it and its socket. The socket
+ * itself, not only the session: after a graceful close (GOAWAY) Node merely ends the socket, and the
+ * listener keeps sockets half-open (for HTTP/1.1 tunnels), so a client that never ends its side (one that
+ * ignores GOAWAY) would hold the connection for as long as it likes.
+ */
 function lingerThenDestroy(session: Http2Session): void {
+  const socket = (session as WithTlsSocket)[TLS_SOCKET];
   setTimeout(() => {
     if (!session.destroyed) session.destroy();
+    socket?.destroy();
   }, SESSION_LINGER_MS).unref();
 }
 

@@ -15,6 +15,8 @@ export const SidecarEvent = {
   connectRetried: 'CONNECT retried on a fresh gateway connection',
   tunnelOpened: 'tunnel opened',
   tunnelRefused: 'tunnel refused',
+  /** The local client left before its tunnel was established; its CONNECT was cancelled at the gateway. */
+  tunnelAbandoned: 'tunnel abandoned',
   tunnelClosed: 'tunnel closed',
   proxyAuthRequired: 'proxy authentication required',
   badRequest: 'bad request',

@@ -42,7 +42,9 @@ export type TunnelRequestResult =
   /** The gateway answered; `status` is its status, `stream` the CONNECT stream (the tunnel on 200). */
   | { readonly kind: 'answered'; readonly status: number; readonly stream: ClientHttp2Stream }
   /** No answer from the gateway; `status` is what the local client should get, `reason` why. */
-  | { readonly kind: 'failed'; readonly status: 502 | 504; readonly reason: string };
+  | { readonly kind: 'failed'; readonly status: 502 | 504; readonly reason: string }
+  /** The caller's signal fired first: the CONNECT stream was cancelled (or never sent). */
+  | { readonly kind: 'cancelled' };
 
 type Attempt =
   | TunnelRequestResult
@@ -54,6 +56,7 @@ type Attempt =
 const STREAM_WINDOW_BYTES = 1 << 20;
 const CONNECTION_WINDOW_BYTES = 32 << 20;
 const FIRST_RETRY_DELAY_MS = 100;
+const CANCELLED = { kind: 'cancelled' } as const;
 
 export class GatewayConnection {
   private session: ClientHttp2Session | undefined;
@@ -72,10 +75,18 @@ export class GatewayConnection {
    * Sends `CONNECT authority` with `headers` and waits for the gateway's answer. A CONNECT whose
    * connection died before the gateway could act on it is retried once on a fresh connection;
    * the client has sent no tunnel bytes yet, so the retry is invisible to it.
+   *
+   * `signal` is the local client's departure: when it fires before the answer, the stream is reset with
+   * CANCEL at once, so the gateway stops deciding, drops its dial and frees the identity's tunnel slot.
    */
-  async request(authority: string, headers: OutgoingHttpHeaders): Promise<TunnelRequestResult> {
+  async request(
+    authority: string,
+    headers: OutgoingHttpHeaders,
+    signal?: AbortSignal,
+  ): Promise<TunnelRequestResult> {
     let firstReason: string | undefined;
     for (;;) {
+      if (signal?.aborted) return CANCELLED;
       let session: ClientHttp2Session;
       try {
         session = await this.currentSession();
@@ -83,7 +94,8 @@ export class GatewayConnection {
         const reason = `cannot reach the agent-gateway at ${this.address}: ${describeGatewayError(error)}`;
         return { kind: 'failed', status: 502, reason };
       }
-      const attempt = await this.send(session, authority, headers);
+      if (signal?.aborted) return CANCELLED;
+      const attempt = await this.send(session, authority, headers, signal);
       if (attempt.kind !== 'not-started') return attempt;
       this.forget(session);
       if (firstReason !== undefined) {
@@ -285,6 +297,7 @@ export class GatewayConnection {
     session: ClientHttp2Session,
     authority: string,
     headers: OutgoingHttpHeaders,
+    signal: AbortSignal | undefined,
   ): Promise<Attempt> {
     let stream: ClientHttp2Stream;
     try {
@@ -306,8 +319,13 @@ export class GatewayConnection {
       const settle = (attempt: Attempt) => {
         stream.off('response', onResponse);
         stream.off('close', onClose);
+        signal?.removeEventListener('abort', onAbort);
         stream.setTimeout(0);
         resolve(attempt);
+      };
+      const onAbort = () => {
+        settle(CANCELLED);
+        stream.close(constants.NGHTTP2_CANCEL);
       };
       const onResponse = (responseHeaders: Record<string, unknown>) => {
         settle({ kind: 'answered', status: Number(responseHeaders[':status']), stream });
@@ -328,6 +346,7 @@ export class GatewayConnection {
       };
       stream.once('response', onResponse);
       stream.once('close', onClose);
+      signal?.addEventListener('abort', onAbort, { once: true });
       stream.setTimeout(this.options.requestTimeoutMs, () => {
         settle({
           kind: 'failed',

@@ -3,6 +3,7 @@ import { type ClientHttp2Stream, constants as h2 } from 'node:http2';
 import type { Socket } from 'node:net';
 import { DestinationError, parseDestination } from '../destination/normalize.js';
 import type { Logger } from '../observability/logger.js';
+import { type DepartureWatch, watchDeparture } from './client-departure.js';
 import { SidecarEvent } from './events.js';
 import { forwardOverTunnel } from './forward-http.js';
 import type { GatewayConnection, TunnelRequestResult } from './gateway-connection.js';
@@ -53,12 +54,14 @@ export function createLocalProxy(deps: LocalProxyDeps): Server {
 async function handleConnect(deps: LocalProxyDeps, req: IncomingMessage, socket: Socket, head: Buffer) {
   // Until a tunnel owns the socket, a client reset must not become an uncaught error.
   socket.on('error', () => {});
-  const outcome = await openTunnel(deps, req, clientAddr(socket), { kind: 'connect' }, () =>
+  // From the request's arrival, before any await: a client gone by the answer gets no tunnel.
+  const watch = watchDeparture(socket, true);
+  const outcome = await openTunnel(deps, req, clientAddr(socket), { kind: 'connect' }, watch, () =>
     targetAuthority(req.url ?? '', 'bad CONNECT target'),
   );
-  if (socket.destroyed) {
-    // The client gave up while the gateway decided.
-    if (outcome.kind === 'opened') outcome.stream.close(h2.NGHTTP2_CANCEL);
+  const early = watch.stop();
+  if (outcome.kind === 'departed') {
+    socket.destroy();
     return;
   }
   if (outcome.kind === 'refused') {
@@ -67,21 +70,30 @@ async function handleConnect(deps: LocalProxyDeps, req: IncomingMessage, socket:
   }
   socket.write(TUNNEL_ESTABLISHED);
   deps.logger.info({ ...outcome.fields, status: 200 }, SidecarEvent.tunnelOpened);
-  deps.tunnels.relay(socket, outcome.stream, head, outcome.fields);
+  // Bytes the client sent after its CONNECT head, in the head's chunk or while it waited, come first.
+  const pipelined = early.length === 0 ? head : Buffer.concat([head, early]);
+  deps.tunnels.relay(socket, outcome.stream, pipelined, outcome.fields);
 }
 
 async function handleRequest(deps: LocalProxyDeps, req: IncomingMessage, res: ServerResponse) {
   const url = absoluteHttpUrl(req.url);
+  const watch = watchDeparture(req.socket, false);
   const outcome = await openTunnel(
     deps,
     req,
     clientAddr(req.socket),
     { kind: 'http', method: req.method },
+    watch,
     () =>
       typeof url === 'string'
         ? { problem: url }
         : targetAuthority(`${url.hostname}:${url.port || '80'}`, 'bad request target'),
   );
+  watch.stop();
+  if (outcome.kind === 'departed') {
+    res.destroy();
+    return;
+  }
   if (outcome.kind === 'refused') {
     reply(res, outcome.status, outcome.body, outcome.headers);
     return;
@@ -93,7 +105,8 @@ async function handleRequest(deps: LocalProxyDeps, req: IncomingMessage, res: Se
     stream.destroy();
     res.destroy();
   });
-  // Opened implies the target was a URL (a string is a refusal).
+  // Opened implies the target was a URL (a string is a refusal). The client was there a moment ago (the
+  // watch ran until now, in this turn), so the forward's own 'close' listener on `res` is in time.
   const forwarded = await forwardOverTunnel(req, res, url as URL, stream);
   untrack();
   if (!stream.destroyed) stream.close();
@@ -115,6 +128,8 @@ type Target = { readonly authority: string } | { readonly problem: string };
 
 type TunnelOutcome =
   | { readonly kind: 'opened'; readonly stream: ClientHttp2Stream; readonly fields: TunnelFields }
+  /** The local client left before the tunnel was established; the gateway's CONNECT was cancelled. */
+  | { readonly kind: 'departed' }
   | {
       readonly kind: 'refused';
       readonly status: number;
@@ -132,6 +147,7 @@ async function openTunnel(
   req: IncomingMessage,
   client: string,
   extraFields: TunnelFields,
+  watch: DepartureWatch,
   target: () => Target,
 ): Promise<TunnelOutcome> {
   if (!deps.authorized(req.headers['proxy-authorization'])) {
@@ -157,12 +173,28 @@ async function openTunnel(
     trace_id: trace.traceId,
     span_id: trace.spanId,
   };
-  const result = await deps.gateway.request(wanted.authority, { traceparent: trace.header });
+  const result = await deps.gateway.request(wanted.authority, { traceparent: trace.header }, watch.signal);
+  if (result.kind === 'cancelled' || watch.departed) return abandoned(deps, fields, result);
   if (result.kind === 'answered' && result.status === 200)
     return { kind: 'opened', stream: result.stream, fields };
   const { status, body } = await refusal(result);
+  if (watch.departed) return abandoned(deps, fields, result);
   deps.logger.info({ ...fields, status, reason: reasonOf(result, body) }, SidecarEvent.tunnelRefused);
   return { kind: 'refused', status, body };
+}
+
+/** The client left before its tunnel existed: cancel whatever the gateway answered, and say so. */
+function abandoned(deps: LocalProxyDeps, fields: TunnelFields, result: TunnelRequestResult): TunnelOutcome {
+  if (result.kind === 'answered' && !result.stream.destroyed) result.stream.close(h2.NGHTTP2_CANCEL);
+  deps.logger.info(
+    {
+      ...fields,
+      gateway_status: result.kind === 'answered' ? result.status : undefined,
+      reason: 'the local client left before the tunnel was established',
+    },
+    SidecarEvent.tunnelAbandoned,
+  );
+  return { kind: 'departed' };
 }
 
 function targetAuthority(text: string, what: string): Target {
@@ -175,7 +207,9 @@ function targetAuthority(text: string, what: string): Target {
 }
 
 /** The status and body for a CONNECT the gateway refused or could not answer. */
-async function refusal(result: TunnelRequestResult): Promise<{ status: number; body: Buffer | string }> {
+async function refusal(
+  result: Exclude<TunnelRequestResult, { kind: 'cancelled' }>,
+): Promise<{ status: number; body: Buffer | string }> {
   if (result.kind === 'failed') return { status: result.status, body: sidecarMessage(result.reason) };
   // The gateway's own status and body (403 "forbidden", 502 "bad gateway", ...), unchanged.
   const body = await readBounded(result.stream);
@@ -183,7 +217,10 @@ async function refusal(result: TunnelRequestResult): Promise<{ status: number; b
   return { status: result.status, body };
 }
 
-function reasonOf(result: TunnelRequestResult, body: Buffer | string): string {
+function reasonOf(
+  result: Exclude<TunnelRequestResult, { kind: 'cancelled' }>,
+  body: Buffer | string,
+): string {
   return result.kind === 'failed' ? result.reason : `gateway answered: ${body.toString().trim()}`;
 }
 

@@ -101,3 +101,135 @@ async function listen(server: Server): Promise<{ port: number; close(): Promise<
       }),
   };
 }
+
+/**
+ * A destination that counts its connections as the gateway's dials reach it: `accepted` in total and
+ * `open` now, where a connection stops being open when the gateway ends, resets or closes it. What each
+ * connection does is `serve`'s choice; by default it reads and discards, never answers and never ends
+ * its side (a server that waits for its client), so a tunnel to it is only ever closed by the gateway:
+ * a tunnel that outlives its client shows as a connection that stays open, or as a tunnel slot still
+ * taken.
+ */
+export interface CountingServer {
+  readonly port: number;
+  readonly accepted: number;
+  /** Connections the gateway has neither ended nor closed. */
+  readonly open: number;
+  /** Resolves once at most `n` connections are open; rejects after `boundMs` with the count. */
+  untilOpenAtMost(n: number, boundMs: number): Promise<void>;
+  /** Resolves once `n` connections were accepted in total; rejects after `boundMs`. */
+  untilAccepted(n: number, boundMs: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startCountingServer(
+  serve: (socket: Socket) => void = () => {},
+): Promise<CountingServer> {
+  let accepted = 0;
+  let open = 0;
+  const sockets = new Set<Socket>();
+  const changed = new Set<() => void>();
+  const notify = () => {
+    for (const check of [...changed]) check();
+  };
+  const server = createServer({ allowHalfOpen: true }, (socket: Socket) => {
+    accepted++;
+    open++;
+    sockets.add(socket);
+    let counted = true;
+    const gone = () => {
+      if (!counted) return;
+      counted = false;
+      open--;
+      notify();
+    };
+    socket.on('error', () => {});
+    socket.once('end', gone);
+    socket.once('close', gone);
+    socket.once('close', () => sockets.delete(socket));
+    // Read (and drop) what arrives, so that the gateway's end is seen.
+    socket.resume();
+    notify();
+    serve(socket);
+  });
+  const { port, close } = await listen(server);
+  const until = (done: () => boolean, boundMs: number, what: () => string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        if (!done()) return;
+        changed.delete(check);
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        changed.delete(check);
+        reject(new Error(what()));
+      }, boundMs);
+      changed.add(check);
+      check();
+    });
+  return {
+    port,
+    get accepted() {
+      return accepted;
+    },
+    get open() {
+      return open;
+    },
+    untilOpenAtMost: (n, boundMs) =>
+      until(
+        () => open <= n,
+        boundMs,
+        () => `${open} destination connections still open after ${boundMs} ms (expected at most ${n})`,
+      ),
+    untilAccepted: (n, boundMs) =>
+      until(
+        () => accepted >= n,
+        boundMs,
+        () => `${accepted} destination connections accepted after ${boundMs} ms (expected ${n})`,
+      ),
+    close: () => {
+      // It never ends its side by itself, so net.Server.close would wait for these forever.
+      for (const socket of sockets) socket.destroy();
+      return close();
+    },
+  };
+}
+
+/**
+ * What a flooding destination does with each connection: writes `limitBytes` pattern bytes as fast as
+ * the connection takes them (with backpressure, so it never buffers more than one chunk), and counts the
+ * connections whose writes are held by backpressure right now: a tunnel whose client stopped reading.
+ */
+export function flooding(limitBytes: number): { serve: (socket: Socket) => void; readonly held: number } {
+  let held = 0;
+  const block = patternBlock();
+  return {
+    get held() {
+      return held;
+    },
+    serve(socket: Socket) {
+      let left = limitBytes;
+      let holding = false;
+      const release = () => {
+        if (!holding) return;
+        holding = false;
+        held--;
+      };
+      socket.once('close', release);
+      const pump = (): void => {
+        release();
+        while (left > 0 && !socket.destroyed) {
+          left -= block.length;
+          if (!socket.write(block)) {
+            holding = true;
+            held++;
+            socket.once('drain', pump);
+            return;
+          }
+        }
+      };
+      pump();
+    },
+  };
+}

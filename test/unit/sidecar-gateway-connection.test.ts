@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import {
+  constants,
   createSecureServer,
   type Http2SecureServer,
   type Http2Session,
@@ -15,6 +17,7 @@ import { createSecureContext } from 'node:tls';
 import { parseDestination } from '../../src/destination/normalize.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { GatewayConnection, type GatewayConnectionOptions } from '../../src/sidecar/gateway-connection.js';
+import { within } from '../helpers/bounded.js';
 import { createTestPki, type TestAgent, type TestPki } from '../helpers/pki.js';
 
 type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, session: Http2Session) => void;
@@ -275,5 +278,35 @@ describe('sidecar gateway connection', () => {
     } finally {
       await relay.close();
     }
+  });
+  test('a caller that leaves before the answer cancels the CONNECT at the gateway (RST_STREAM CANCEL)', async () => {
+    // The gateway holds the stream unanswered, as while it decides.
+    const held = new Promise<ServerHttp2Stream>((resolve) => gateway.onStream((stream) => resolve(stream)));
+    const { c } = await connection(gateway.port);
+    const departure = new AbortController();
+    const result = c.request('slow.example:443', {}, departure.signal);
+    const stream = await held;
+    departure.abort();
+    assert.deepEqual(await within(result, 5000, 'the request settled'), { kind: 'cancelled' });
+    if (!stream.closed) await once(stream, 'close');
+    assert.equal(stream.rstCode, constants.NGHTTP2_CANCEL);
+  });
+
+  test('a caller already gone sends no CONNECT at all', async () => {
+    let streams = 0;
+    gateway.onStream((stream) => {
+      streams++;
+      stream.respond({ ':status': 200 });
+    });
+    const { c } = await connection(gateway.port);
+    const warm = await c.request('ok.example:443', {});
+    assert.equal(warm.kind, 'answered');
+    const departure = new AbortController();
+    departure.abort();
+    assert.deepEqual(await c.request('ok.example:443', {}, departure.signal), { kind: 'cancelled' });
+    const after = await c.request('ok.example:443', {});
+    assert.equal(after.kind, 'answered');
+    assert.equal(streams, 2, 'only the two CONNECTs of callers still there reached the gateway');
+    for (const r of [warm, after]) if (r.kind === 'answered') r.stream.close();
   });
 });
