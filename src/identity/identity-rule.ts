@@ -9,7 +9,6 @@
  *   canonical bytes, NUL cannot be stored in PostgreSQL text, and the others forge log lines,
  * and is otherwise used verbatim (case-sensitive, any other Unicode).
  */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are the rule.
 const CONTROL = /[\u0000-\u001f\u007f]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
