@@ -42,8 +42,8 @@ export interface ConnectionRefused extends PeerEvent {
 /** A connection was closed because it never carried (or no longer carries) a tunnel. */
 export interface ConnectionIdle extends PeerEvent {
   readonly identity: string | null;
-  /** `request_timeout`: no CONNECT in time; `no_identity`: its certificate can never get a tunnel. */
-  readonly reason: 'request_timeout' | 'no_identity';
+  /** `request_timeout`: no CONNECT being decided and no tunnel open for server.request_timeout_ms. */
+  readonly reason: 'request_timeout';
 }
 
 /**
