@@ -66,8 +66,24 @@ program
     "environment variable holding that role's password (stored as a SCRAM verifier; without it no password is set)",
     nonEmpty('--password-env'),
   )
-  .action(async (opts: { databaseUrl?: string; gatewayRole?: string; passwordEnv?: string }) =>
-    exit(await runMigrate(opts)),
+  .option(
+    '--dashboard-role <name>',
+    "create or update the dashboard's role: SELECT on the registry, revocation only through the extension's functions",
+    nonEmpty('--dashboard-role'),
+  )
+  .option(
+    '--dashboard-password-env <var>',
+    "environment variable holding the dashboard role's password",
+    nonEmpty('--dashboard-password-env'),
+  )
+  .action(
+    async (opts: {
+      databaseUrl?: string;
+      gatewayRole?: string;
+      passwordEnv?: string;
+      dashboardRole?: string;
+      dashboardPasswordEnv?: string;
+    }) => exit(await runMigrate(opts)),
   );
 
 registerSidecarCommand(program);

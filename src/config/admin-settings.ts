@@ -44,17 +44,23 @@ export function adminSettings(
     if (!(error instanceof ListenAddrError)) throw error;
     add('admin.listen_addr', error.message);
   }
-  const adminToken = token(admin['token_env'] ?? 'AGENT_GATEWAY_ADMIN_TOKEN', 'admin.token_env', env, add);
+  const adminToken = tokenFromEnv(
+    admin['token_env'] ?? 'AGENT_GATEWAY_ADMIN_TOKEN',
+    'admin.token_env',
+    env,
+    add,
+  );
   const readonlyEnv = admin['readonly_token_env'];
   const readonly =
-    readonlyEnv === undefined ? undefined : token(readonlyEnv, 'admin.readonly_token_env', env, add);
+    readonlyEnv === undefined ? undefined : tokenFromEnv(readonlyEnv, 'admin.readonly_token_env', env, add);
   if (adminToken !== undefined && readonly !== undefined && adminToken === readonly) {
     add('admin.readonly_token_env', 'the read-only token must differ from the admin token');
   }
   return adminToken === undefined ? undefined : { admin: adminToken, readonly };
 }
 
-function token(
+/** A token from the environment variable `name`, checked for presence and length; `key` names the config key. */
+export function tokenFromEnv(
   name: unknown,
   key: string,
   env: NodeJS.ProcessEnv,

@@ -96,9 +96,18 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   const live = startLiveAuthorization({ databaseUrl: loaded.databaseUrl, config, policy, tunnels, events });
   status.attachLiveCheck(live.check);
   status.listening = true;
+  // What is in force: the config the gateway started with, with what SIGHUP has applied since.
+  let running = config;
   let admin: Awaited<ReturnType<typeof startAdmin>>;
   try {
-    admin = await startAdmin({ loaded, tunnels, events, status, logger });
+    admin = await startAdmin({
+      loaded,
+      tunnels,
+      events,
+      status,
+      logger,
+      rateLimits: () => rateLimitSettings(running.rate_limit),
+    });
   } catch (err) {
     server.close();
     await live.stop();
@@ -121,8 +130,6 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   );
 
   let shuttingDown: Promise<void> | undefined;
-  // What is in force: the config the gateway started with, with what SIGHUP has applied since.
-  let running = config;
   return {
     address,
     shutdown(graceMs: number): Promise<void> {
