@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { registerDashboardCommand } from '../dashboard/command.js';
 import { registerDemoCommand } from '../demo/command.js';
 import { registerSidecarCommand } from '../sidecar/cli.js';
 import { packageVersion } from '../version.js';
@@ -89,6 +90,7 @@ program
 registerSidecarCommand(program);
 registerAdminCommands(program);
 registerTunnelCommands(program);
+registerDashboardCommand(program);
 registerDemoCommand(program);
 
 function nonEmpty(flag: string) {
