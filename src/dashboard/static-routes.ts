@@ -91,7 +91,7 @@ export async function staticRoutes(root = WEB_ROOT): Promise<AdminRoute[]> {
 
 /**
  * Headers on every answer of the dashboard: scripts and styles from this origin only (no inline script,
- * no third party), no framing (clickjacking), no referrer, no sniffing, a window of its own.
+ * no third party), no framing (clickjacking), no referrer to other sites, no sniffing, a window of its own.
  */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'content-security-policy':
@@ -99,7 +99,9 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
     "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
+  // Not no-referrer: with it, browsers send `Origin: null` on the login form's POST, and the origin check
+  // (auth-routes.ts sameOrigin) could no longer tell this site's form from another's.
+  'referrer-policy': 'same-origin',
   'cross-origin-opener-policy': 'same-origin',
   'cross-origin-resource-policy': 'same-origin',
   'permissions-policy': 'camera=(), microphone=(), geolocation=(), usb=()',

@@ -1,0 +1,137 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { DASHBOARD_ROLE, ensureRole } from '../../src/registry/gateway-role.js';
+import type { FreshDatabase } from './db.js';
+import { CLI_ARGV, type LogLine } from './gateway-process.js';
+
+export interface DashboardProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly logs: LogLine[];
+  waitForLog(predicate: (line: LogLine) => boolean, what?: string): Promise<LogLine>;
+  stop(): Promise<number | null>;
+}
+
+export interface DashboardRole {
+  /** A URL that connects as the dashboard's role (SELECT and the revocation functions only). */
+  readonly url: string;
+  readonly name: string;
+  drop(): Promise<void>;
+}
+
+/** The dashboard's own role on a test database, as `migrate --dashboard-role` makes it. */
+export async function dashboardRole(db: FreshDatabase): Promise<DashboardRole> {
+  const name = `ag_dash_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const password = randomBytes(18).toString('base64url');
+  await ensureRole(db.sql, DASHBOARD_ROLE, { name, password });
+  const url = new URL(db.url);
+  url.username = name;
+  url.password = password;
+  return {
+    url: url.toString(),
+    name,
+    async drop() {
+      // Its sessions may still be open when a test ends.
+      await db.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ${name}`;
+      await db.sql.unsafe(`DROP OWNED BY ${name}`);
+      await db.sql.unsafe(`DROP ROLE ${name}`);
+    },
+  };
+}
+
+export interface DashboardConfigInput {
+  readonly dir: string;
+  readonly databaseUrl: string;
+  readonly gateways: ReadonlyArray<{ name: string; adminUrl: string; tokenEnv: string }>;
+  readonly extra?: string;
+}
+
+export async function writeDashboardConfig(input: DashboardConfigInput): Promise<string> {
+  const path = join(input.dir, `dashboard-${randomBytes(4).toString('hex')}.toml`);
+  await writeFile(
+    path,
+    [
+      '[dashboard]',
+      'listen_addr = "127.0.0.1:0"',
+      'token_env = "TEST_DASHBOARD_TOKEN"',
+      'readonly_token_env = "TEST_DASHBOARD_READ_TOKEN"',
+      'ingest_token_env = "TEST_DASHBOARD_INGEST_TOKEN"',
+      'sample_interval_ms = 250',
+      input.extra ?? '',
+      '[registry]',
+      `database_url = ${JSON.stringify(input.databaseUrl)}`,
+      ...input.gateways.flatMap((g) => [
+        '[[gateways]]',
+        `name = ${JSON.stringify(g.name)}`,
+        `admin_url = ${JSON.stringify(g.adminUrl)}`,
+        `token_env = ${JSON.stringify(g.tokenEnv)}`,
+      ]),
+      '',
+    ].join('\n'),
+  );
+  return path;
+}
+
+/** `agent-gateway dashboard --config FILE` as a child process, once it logs `dashboard listening`. */
+export async function startDashboardProcess(
+  configPath: string,
+  env: NodeJS.ProcessEnv,
+): Promise<DashboardProcess> {
+  const child = spawn(process.execPath, [...CLI_ARGV, 'dashboard', '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  const logs: LogLine[] = [];
+  const waiters: Array<{ predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  let stderr = '';
+  let pending = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    pending += chunk;
+    for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
+      const text = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (text.trim() === '') continue;
+      const line = JSON.parse(text) as LogLine;
+      logs.push(line);
+      for (const w of [...waiters]) {
+        if (w.predicate(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const waitForLog = (predicate: (l: LogLine) => boolean, what = 'log line'): Promise<LogLine> => {
+    const seen = logs.find(predicate);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      waiters.push({ predicate, resolve });
+      void exited.then((code) =>
+        reject(new Error(`dashboard exited (code ${code}) before ${what}; stderr: ${stderr}`)),
+      );
+    });
+  };
+  const listening = await waitForLog((l) => l.msg === 'dashboard listening', 'dashboard listening');
+  return {
+    child,
+    url: String(listening['dashboard_url']),
+    logs,
+    waitForLog,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** A connection as the dashboard role, to check what it can and cannot do. */
+export function connectAsRole(role: DashboardRole): postgres.Sql {
+  return postgres(role.url, { max: 1, onnotice: () => {} });
+}
