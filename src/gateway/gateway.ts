@@ -29,6 +29,8 @@ export interface GatewayOptions {
 
 export interface RunningGateway {
   readonly address: AddressInfo;
+  /** The admin listener's address, when `[admin] listen_addr` is set. */
+  readonly adminAddress: AddressInfo | undefined;
   /** Stop accepting, let tunnels finish for up to `graceMs`, then close everything. */
   shutdown(graceMs: number): Promise<void>;
   /**
@@ -132,6 +134,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   let shuttingDown: Promise<void> | undefined;
   return {
     address,
+    adminAddress: admin === undefined ? undefined : (admin.server.address() as AddressInfo),
     shutdown(graceMs: number): Promise<void> {
       shuttingDown ??= drain(
         {

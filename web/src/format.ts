@@ -35,7 +35,7 @@ export function clock(iso: string): string {
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
-/** The first 12 hex digits of a fingerprint, enough to tell keys apart on screen. */
+/** The first 12 hex digits of a fingerprint (`sha256:…`), enough to tell keys apart on screen. */
 export function short(fingerprint: string | null): string {
-  return fingerprint === null ? '—' : fingerprint.slice(0, 12);
+  return fingerprint === null ? '—' : fingerprint.replace(/^sha256:/, '').slice(0, 12);
 }

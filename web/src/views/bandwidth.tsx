@@ -4,7 +4,9 @@ import type { IdentitySeries } from '../types.ts';
 
 const W = 640;
 const H = 140;
-const SPAN_MS = 5 * 60_000;
+/** The chart spans the series' own age, at least a minute and at most five. */
+const MIN_SPAN_MS = 60_000;
+const MAX_SPAN_MS = 5 * 60_000;
 
 /**
  * Each identity's rate over the last minutes against its limit (per gateway: buckets are per process
@@ -18,7 +20,9 @@ export function BandwidthView(props: { series: readonly IdentitySeries[]; now: n
       {series.map((s) => {
         const upLimit = Math.max(0, ...s.limits.map((l) => l.upBytesPerSecond));
         const downLimit = Math.max(0, ...s.limits.map((l) => l.downBytesPerSecond));
-        const paths = chartPaths(s.points, upLimit, { width: W, height: H, end: props.now, spanMs: SPAN_MS });
+        const first = s.points[0]?.t ?? props.now;
+        const spanMs = Math.min(MAX_SPAN_MS, Math.max(MIN_SPAN_MS, props.now - first));
+        const paths = chartPaths(s.points, upLimit, { width: W, height: H, end: props.now, spanMs });
         const last = s.points.at(-1);
         const quota = s.limits.find((l) => l.quota !== null)?.quota ?? null;
         return (
@@ -41,7 +45,7 @@ export function BandwidthView(props: { series: readonly IdentitySeries[]; now: n
                 {rate(paths.top)}
               </text>
               <text x={4} y={H - 4} class="axis">
-                −5 min
+                −{Math.round(spanMs / 1000)} s
               </text>
             </svg>
           </figure>
