@@ -118,7 +118,14 @@ export async function runDemo(opts: DemoOptions, io: Io): Promise<number> {
     const remembered =
       ports.gatewayPort !== undefined && (await portIsFree(ports.gatewayPort)) ? ports.gatewayPort : 0;
     const gatewayAdminToken = demoToken();
-    const gateway = await startDemoGateway(stateDir, pki, opts.port ?? remembered, pg.url, logPath, gatewayAdminToken);
+    const gateway = await startDemoGateway(
+      stateDir,
+      pki,
+      opts.port ?? remembered,
+      pg.url,
+      logPath,
+      gatewayAdminToken,
+    );
     cleanups.push(gateway.stop);
     const dashboardLog = join(stateDir, 'dashboard.log');
     const dashboard = await startDemoDashboard({
@@ -126,7 +133,10 @@ export async function runDemo(opts: DemoOptions, io: Io): Promise<number> {
       adminDatabaseUrl: pg.url,
       gatewayAdminUrl: gateway.adminUrl,
       gatewayAdminToken,
-      port: ports.dashboardPort !== undefined && (await portIsFree(ports.dashboardPort)) ? ports.dashboardPort : 0,
+      port:
+        ports.dashboardPort !== undefined && (await portIsFree(ports.dashboardPort))
+          ? ports.dashboardPort
+          : 0,
       logPath: dashboardLog,
     });
     cleanups.push(dashboard.stop);
@@ -230,7 +240,7 @@ async function startDemoGateway(
       'allow_cidrs = ["127.0.0.0/8"]',
       '',
       '[admin]',
-      '# The operators\' listener, which the demo\'s dashboard reads (loopback only, any free port).',
+      "# The operators' listener, which the demo's dashboard reads (loopback only, any free port).",
       'listen_addr = "127.0.0.1:0"',
       `token_env = "${DEMO_GATEWAY_ADMIN_TOKEN_ENV}"`,
       '',

@@ -175,7 +175,7 @@ describe('dashboard in a browser', { timeout: 120_000 }, () => {
     assert.equal(refused.status, 403);
     const row = page.locator(`[data-testid=decisions] tr[data-identity="${g.identity}"][data-result=denied]`);
     await row.waitFor({ timeout: 1000 });
-    assert.match(await row.innerText(), /no_matching_permission/);
+    assert.match((await row.textContent()) ?? '', /no_matching_permission/);
     await context.close();
   });
 

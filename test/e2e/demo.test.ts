@@ -84,7 +84,10 @@ async function stopWithCtrlC(demo: RunningDemo, dir = stateDir): Promise<void> {
 async function dashboardLogsIn(output: string): Promise<void> {
   const url = /^ {2}dashboard +(http:\/\/127\.0\.0\.1:\d+)\//m.exec(output)?.[1];
   const token = /log in with the admin token +([0-9a-f]{32})$/m.exec(output)?.[1];
-  assert.ok(url !== undefined && token !== undefined, `the dashboard's URL and login are printed:\n${output}`);
+  assert.ok(
+    url !== undefined && token !== undefined,
+    `the dashboard's URL and login are printed:\n${output}`,
+  );
   assert.equal((await fetch(`${url}/api/state`)).status, 401);
   const login = await fetch(`${url}/login`, {
     method: 'POST',

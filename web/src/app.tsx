@@ -1,3 +1,4 @@
+/** @jsxRuntime automatic @jsxImportSource preact */
 import { useCallback, useEffect, useReducer, useState } from 'preact/hooks';
 import { act, getRegistry, getSession, openStream } from './api.ts';
 import { initialState, reduce } from './store.ts';

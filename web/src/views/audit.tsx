@@ -1,3 +1,4 @@
+/** @jsxRuntime automatic @jsxImportSource preact */
 import { clock } from '../format.ts';
 import type { OperatorAction } from '../types.ts';
 

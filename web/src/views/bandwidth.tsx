@@ -1,3 +1,4 @@
+/** @jsxRuntime automatic @jsxImportSource preact */
 import { chartPaths } from '../chart.ts';
 import { bytes, rate } from '../format.ts';
 import type { IdentitySeries } from '../types.ts';

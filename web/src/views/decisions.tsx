@@ -1,3 +1,4 @@
+/** @jsxRuntime automatic @jsxImportSource preact */
 import { useState } from 'preact/hooks';
 import { clock } from '../format.ts';
 import type { Decision } from '../types.ts';

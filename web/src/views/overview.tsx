@@ -1,3 +1,4 @@
+/** @jsxRuntime automatic @jsxImportSource preact */
 import { clock } from '../format.ts';
 import type { DashboardState } from '../store.ts';
 import { layoutTopology } from '../topology.ts';

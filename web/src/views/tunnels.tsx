@@ -1,3 +1,4 @@
+/** @jsxRuntime automatic @jsxImportSource preact */
 import { useState } from 'preact/hooks';
 import { act } from '../api.ts';
 import { age, bytes, rate } from '../format.ts';
