@@ -5,6 +5,50 @@ import { canonicalTimestampSql } from '../registry/canonical.js';
 import { readExtensionVersion } from '../registry/migrate.js';
 import { type WindowStatusRow, windowStatusColumns } from '../registry/window-status.js';
 
+/** `GET /api/registry`: what the registry tab shows (web/src/types.ts uses this type). */
+export interface RegistryView {
+  readonly extension_version: number;
+  readonly principals: ReadonlyArray<{
+    readonly key_id: string;
+    readonly algorithm: string;
+    readonly spki_sha256: string;
+    readonly status: string;
+    readonly not_before: string;
+    readonly not_after: string;
+    readonly revoked_at: string | null;
+    readonly created_at: string;
+  }>;
+  readonly scopes: ReadonlyArray<{
+    readonly id: string;
+    readonly signing_key_id: string;
+    readonly destination: string;
+    readonly status: string;
+    readonly not_before: string;
+    readonly not_after: string;
+    readonly revoked_at: string | null;
+  }>;
+  readonly permissions: ReadonlyArray<{
+    readonly permission_id: string;
+    readonly status: string;
+    readonly identity: string;
+    readonly spki_sha256: string | null;
+    readonly destination: string;
+    readonly signing_key_id: string;
+    readonly not_before: string | null;
+    readonly not_after: string | null;
+    readonly revoked_at: string | null;
+    readonly deny_reason: string | null;
+    readonly detail: string | null;
+    readonly problem: { readonly kind: string; readonly detail: string } | null;
+  }>;
+  readonly permissions_total: number;
+  readonly agents: ReadonlyArray<{
+    readonly identity: string;
+    readonly spki_sha256: string | null;
+    readonly permissions: string[];
+  }>;
+}
+
 /** Rows shown at most per kind: a registry larger than this is summarized, not shipped to a browser whole. */
 export const MAX_ROWS = 5000;
 
@@ -14,7 +58,7 @@ export const MAX_ROWS = 5000;
  * per-row check, policy/row-status.ts), grouped into agents (identity and key). Read with the dashboard's
  * role, which can SELECT and nothing else on these tables.
  */
-export async function readRegistry(sql: postgres.Sql): Promise<Record<string, unknown>> {
+export async function readRegistry(sql: postgres.Sql): Promise<RegistryView> {
   const [keys, scopes, permissions, extension] = await Promise.all([
     sql.unsafe<
       Array<WindowStatusRow & { key_id: string; algorithm: string; spki: Buffer; created_at: string }>

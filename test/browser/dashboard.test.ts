@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { launchBrowser } from '../helpers/browser.js';
 import { http1Connect } from '../helpers/clients.js';
@@ -22,13 +20,12 @@ import { createTestPki, type TestPki } from '../helpers/pki.js';
  * Issue 15: the dashboard in a real browser (Debian's chromium through playwright-core) against a real
  * gateway and PostgreSQL: login and refusal, decisions within a second, growing byte counts, closing and
  * revoking from the UI (the client's tunnels end), and a read-only login that can do neither.
- * UPDATE_SCREENSHOTS=1 also writes the screenshots the README shows (docs/dashboard/).
+ * (The README's screenshots come from scripts/dashboard-screenshots.ts.)
  */
 const ADMIN = 'dashboard-admin-token-0123456789';
 const READER = 'dashboard-read-token-0123456789ab';
 const INGEST = 'dashboard-ingest-token-0123456789';
 const GATEWAY_ADMIN = 'g'.repeat(32);
-const SCREENSHOTS = fileURLToPath(new URL('../../docs/dashboard/', import.meta.url));
 
 let pki: TestPki;
 let db: FreshDatabase;
@@ -196,7 +193,6 @@ describe('dashboard in a browser', { timeout: 120_000 }, () => {
       const first = Number(await cell.getAttribute('data-bytes'));
       // The tunnel moves ~5 KB/s and the dashboard samples every 250 ms: the count grows on screen.
       await until(async () => Number(await cell.getAttribute('data-bytes')) > first + 1000, 'bytes to grow');
-      if (process.env['UPDATE_SCREENSHOTS'] === '1') await screenshots(page);
       await page
         .locator(
           `[data-testid=identity-group][data-identity="${g.identity}"] tr:has(td:text-is("HTTP/1.1")) [data-testid=close-tunnel]`,
@@ -338,15 +334,4 @@ async function until(condition: () => Promise<boolean>, what: string, timeoutMs 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-}
-
-/** The README's pictures: overview, tunnels, bandwidth, registry, with this test's live traffic. */
-async function screenshots(page: Page): Promise<void> {
-  await mkdir(SCREENSHOTS, { recursive: true });
-  for (const name of ['overview', 'tunnels', 'bandwidth', 'registry', 'decisions']) {
-    await tab(page, name);
-    await page.waitForTimeout(300);
-    await page.screenshot({ path: `${SCREENSHOTS}${name}.png`, fullPage: false });
-  }
-  await tab(page, 'tunnels');
 }

@@ -1,11 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { DASHBOARD_ROLE, ensureRole } from '../../src/registry/gateway-role.js';
 import type { FreshDatabase } from './db.js';
-import { CLI_ARGV, type LogLine } from './gateway-process.js';
+import { type LogLine, spawnJsonLineProcess } from './gateway-process.js';
 
 export interface DashboardProcess {
   readonly child: ChildProcess;
@@ -46,6 +46,9 @@ export interface DashboardConfigInput {
   readonly dir: string;
   readonly databaseUrl: string;
   readonly gateways: ReadonlyArray<{ name: string; adminUrl: string; tokenEnv: string }>;
+  /** How often the dashboard samples tunnels (default 250 ms: quick tests). */
+  readonly sampleIntervalMs?: number;
+  /** More `[dashboard]` keys. */
   readonly extra?: string;
 }
 
@@ -59,7 +62,7 @@ export async function writeDashboardConfig(input: DashboardConfigInput): Promise
       'token_env = "TEST_DASHBOARD_TOKEN"',
       'readonly_token_env = "TEST_DASHBOARD_READ_TOKEN"',
       'ingest_token_env = "TEST_DASHBOARD_INGEST_TOKEN"',
-      'sample_interval_ms = 250',
+      `sample_interval_ms = ${input.sampleIntervalMs ?? 250}`,
       input.extra ?? '',
       '[registry]',
       `database_url = ${JSON.stringify(input.databaseUrl)}`,
@@ -80,53 +83,16 @@ export async function startDashboardProcess(
   configPath: string,
   env: NodeJS.ProcessEnv,
 ): Promise<DashboardProcess> {
-  const child = spawn(process.execPath, [...CLI_ARGV, 'dashboard', '--config', configPath], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  const logs: LogLine[] = [];
-  const waiters: Array<{ predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
-  let stderr = '';
-  let pending = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    pending += chunk;
-    for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
-      const text = pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
-      if (text.trim() === '') continue;
-      const line = JSON.parse(text) as LogLine;
-      logs.push(line);
-      for (const w of [...waiters]) {
-        if (w.predicate(line)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(line);
-        }
-      }
-    }
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  const waitForLog = (predicate: (l: LogLine) => boolean, what = 'log line'): Promise<LogLine> => {
-    const seen = logs.find(predicate);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      waiters.push({ predicate, resolve });
-      void exited.then((code) =>
-        reject(new Error(`dashboard exited (code ${code}) before ${what}; stderr: ${stderr}`)),
-      );
-    });
-  };
-  const listening = await waitForLog((l) => l.msg === 'dashboard listening', 'dashboard listening');
+  const p = spawnJsonLineProcess(['dashboard', '--config', configPath], env, 'dashboard');
+  const listening = await p.waitForLog((l) => l.msg === 'dashboard listening', 'dashboard listening');
   return {
-    child,
+    child: p.child,
     url: String(listening['dashboard_url']),
-    logs,
-    waitForLog,
+    logs: p.logs,
+    waitForLog: p.waitForLog,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      return exited;
+      if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
+      return p.exited;
     },
   };
 }

@@ -14,6 +14,7 @@ const decision = (n: number, result: Decision['result'] = 'allowed'): Decision =
   reason: null,
   detail: null,
   protocol: 'HTTP/2',
+  source_peer_addr: '127.0.0.1:1',
   tunnel_id: null,
   permission_id: null,
   signing_key_id: null,

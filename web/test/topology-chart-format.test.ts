@@ -17,6 +17,7 @@ const decision = (identity: string, dest: string, result: Decision['result'], ti
   reason: null,
   detail: null,
   protocol: 'HTTP/2',
+  source_peer_addr: '127.0.0.1:1',
   tunnel_id: null,
   permission_id: null,
   signing_key_id: null,

@@ -15,6 +15,7 @@ const tunnel: Tunnel = {
   protocol: 'HTTP/2',
   permission_id: 'perm-1',
   signing_key_id: 'org-a',
+  opened_at: '2026-01-01T00:00:00.000Z',
   age_ms: 5000,
   bytes_client_to_dest: 2048,
   bytes_dest_to_client: 1,
@@ -27,6 +28,8 @@ const registry: RegistryView = {
   principals: [
     {
       key_id: 'org-a',
+      algorithm: 'ecdsa_p256_sha256',
+      created_at: '',
       status: 'active',
       spki_sha256: 'sha256:ab',
       not_before: '',
@@ -34,7 +37,17 @@ const registry: RegistryView = {
       revoked_at: null,
     },
   ],
-  scopes: [{ id: '1', signing_key_id: 'org-a', destination: 'x:443', status: 'active', not_after: '' }],
+  scopes: [
+    {
+      id: '1',
+      signing_key_id: 'org-a',
+      destination: 'x:443',
+      status: 'active',
+      not_before: '',
+      not_after: '',
+      revoked_at: null,
+    },
+  ],
   permissions: [
     {
       permission_id: 'perm-1',
@@ -46,7 +59,9 @@ const registry: RegistryView = {
       not_before: null,
       not_after: null,
       revoked_at: null,
+      deny_reason: null,
       detail: null,
+      problem: null,
     },
   ],
   permissions_total: 1,

@@ -45,8 +45,8 @@ export function BandwidthView(props: { series: readonly IdentitySeries[]; now: n
               <text x={4} y={12} class="axis">
                 {rate(paths.top)}
               </text>
-              <text x={4} y={H - 4} class="axis">
-                −{Math.round(spanMs / 1000)} s
+              <text x={W - 4} y={12} class="axis right">
+                last {Math.round(spanMs / 1000)} s
               </text>
             </svg>
           </figure>
