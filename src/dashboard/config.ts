@@ -145,6 +145,10 @@ export async function loadDashboardConfig(
   const names = new Set<string>();
   for (const [i, g] of config.gateways.entries()) {
     const key = formatKeyPath(['gateways', i]);
+    // `dashboard` and `otlp:…` name the dashboard's own records and ingested ones: no gateway may pose as them.
+    if (g.name === 'dashboard') {
+      add(`${key}.name`, '"dashboard" names the dashboard\'s own records; choose another name');
+    }
     if (names.has(g.name))
       add(`${key}.name`, `${JSON.stringify(g.name)} is used twice; give each gateway its own name`);
     names.add(g.name);

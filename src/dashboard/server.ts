@@ -4,7 +4,6 @@ import { type AdminContext, AdminServer } from '../admin/admin-server.js';
 import { TokenAuthority, tokenCredential } from '../admin/auth.js';
 import { AdminRequestError, sendJson } from '../admin/http-json.js';
 import type { OperatorActionRecord } from '../eventfeed/records.js';
-import { lastEventId } from '../eventfeed/sse-hub.js';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import { RegistryChangeListener } from '../registry/change-listener.js';
@@ -119,10 +118,12 @@ export async function startDashboard(
       method: 'GET',
       path: '/api/events',
       access: 'read',
-      handle: ({ req, res, url }) => {
-        // The browser's EventSource reconnects with Last-Event-ID; it then gets the full picture again.
-        void lastEventId(req, url);
-        if (!hub.browsers.open(req, res, hub.history())) {
+      handle: ({ req, res, credential }) => {
+        // A reconnecting EventSource gets the whole picture again (state, then the kept records), so its
+        // Last-Event-ID is not needed. A stream opened with a session ends when the session does.
+        const session = credential?.via === 'session' ? sessions.of(req) : undefined;
+        const valid = session === undefined ? () => true : () => sessions.isLive(session);
+        if (!hub.browsers.open(req, res, hub.history(), valid)) {
           throw new AdminRequestError('ADMIN_UNAVAILABLE', 'too many dashboard pages are open; close one');
         }
       },

@@ -75,6 +75,13 @@ export class SessionStore {
     return session;
   }
 
+  /** Whether `session` is still one of this store's, unexpired (not logged out, not evicted). */
+  isLive(session: Session): boolean {
+    if (session.expiresAt <= this.now()) return false;
+    for (const s of this.sessions.values()) if (s === session) return true;
+    return false;
+  }
+
   /** Ends the request's session; returns the Set-Cookie header that clears the cookie. */
   end(req: IncomingMessage): string {
     const id = cookieValue(req.headers.cookie, this.cookieName);

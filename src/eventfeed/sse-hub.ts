@@ -18,6 +18,8 @@ export const DEFAULT_SSE_OPTIONS: SseHubOptions = {
 interface Client {
   readonly res: ServerResponse;
   dropped: number;
+  /** Checked on every heartbeat: a stream whose credential has ended (logout, expiry) is closed. */
+  readonly valid: () => boolean;
 }
 
 /** The headers of an event stream; no caching, no transformation by proxies. */
@@ -43,7 +45,13 @@ export class SseHub {
 
   constructor(private readonly options: SseHubOptions = DEFAULT_SSE_OPTIONS) {
     this.heartbeat = setInterval(() => {
-      for (const client of this.clients) this.write(client, ': keep-alive\n\n');
+      for (const client of this.clients) {
+        if (client.valid()) this.write(client, ': keep-alive\n\n');
+        else {
+          this.clients.delete(client);
+          client.res.end();
+        }
+      }
     }, options.heartbeatMs);
     this.heartbeat.unref();
   }
@@ -58,15 +66,20 @@ export class SseHub {
 
   /**
    * Starts a stream on `res` and writes `history` (already formatted events) first; from then on the
-   * client gets every `publish`. Returns false (and answers nothing) when the hub is full: the caller
-   * sends its own 503.
+   * client gets every `publish` while `valid()` holds (checked on each heartbeat). Returns false (and
+   * answers nothing) when the hub is full: the caller sends its own 503.
    */
-  open(req: IncomingMessage, res: ServerResponse, history: readonly string[]): boolean {
+  open(
+    req: IncomingMessage,
+    res: ServerResponse,
+    history: readonly string[],
+    valid: () => boolean = () => true,
+  ): boolean {
     if (this.full) return false;
     res.writeHead(200, SSE_HEADERS);
     // A reconnecting EventSource waits this long (ms) before trying again.
     res.write('retry: 2000\n\n');
-    const client: Client = { res, dropped: 0 };
+    const client: Client = { res, dropped: 0, valid };
     this.clients.add(client);
     const remove = () => this.clients.delete(client);
     req.once('close', remove);

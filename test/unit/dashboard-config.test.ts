@@ -80,6 +80,11 @@ token_env = "MISSING"
     found.some((p) => /^gateways\[1\]\.token_env: environment variable MISSING/.test(p)),
     found.join('\n'),
   );
+  const posing = await problems(GOOD.replace('name = "gw-1"', 'name = "dashboard"'));
+  assert.ok(
+    posing.some((p) => p.startsWith('gateways[0].name: "dashboard" names the dashboard')),
+    posing.join('\n'),
+  );
   const unknown = await problems(GOOD.replace('[registry]', 'tokn_env = "X"\n[registry]'));
   assert.ok(
     unknown.some((p) => p.includes('tokn_env')),

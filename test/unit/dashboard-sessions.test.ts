@@ -38,9 +38,11 @@ test('unknown, malformed, expired and logged-out sessions are not sessions', () 
   now += 10_000;
   assert.equal(store.of(request(id)), undefined, 'expired');
   const again = store.create('admin', 'alice');
+  assert.equal(store.isLive(again.session), true);
   const cleared = store.end(request(idOf(again.cookie)));
   assert.match(cleared, /^agd_session=; .*Max-Age=0/);
   assert.equal(store.of(request(idOf(again.cookie))), undefined, 'logged out');
+  assert.equal(store.isLive(again.session), false, 'its open streams end too');
 });
 
 test('the number of sessions is bounded: the oldest ends first', () => {

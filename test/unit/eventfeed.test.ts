@@ -91,6 +91,34 @@ test('SseHub: at most maxClients streams; a closed client is forgotten', () => {
   }
 });
 
+test('SseHub: a stream whose credential ended is closed at the next heartbeat', async () => {
+  const hub = new SseHub({ maxClients: 2, maxBufferedBytes: 1000, heartbeatMs: 10 });
+  try {
+    let valid = true;
+    const res = stalledResponse();
+    let ended = false;
+    res.end = (() => {
+      ended = true;
+      return res;
+    }) as typeof res.end;
+    (res as unknown as { writableLength: number }).writableLength = 0;
+    res.write = ((chunk: string) => {
+      res.written.push(chunk);
+      return true;
+    }) as typeof res.write;
+    hub.open(new EventEmitter() as IncomingMessage, res, [], () => valid);
+    await new Promise((r) => setTimeout(r, 30));
+    assert.ok(res.written.includes(': keep-alive\n\n'));
+    assert.equal(ended, false);
+    valid = false;
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(ended, true);
+    assert.equal(hub.size, 0);
+  } finally {
+    hub.close();
+  }
+});
+
 test('lastEventId takes the header or ?since=, and only plain decimal numbers', () => {
   const req = (id?: string) =>
     ({ headers: id === undefined ? {} : { 'last-event-id': id } }) as IncomingMessage;

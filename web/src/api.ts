@@ -54,6 +54,10 @@ export function openStream(
   }
   source.addEventListener('registry_changed', onRegistryChanged);
   source.addEventListener('open', () => onMessage({ event: 'connection', data: { open: true } }));
-  source.addEventListener('error', () => onMessage({ event: 'connection', data: { open: false } }));
+  source.addEventListener('error', () => {
+    onMessage({ event: 'connection', data: { open: false } });
+    // EventSource gives up on an error answer (a session that ended): find out, and go to the login.
+    if (source.readyState === EventSource.CLOSED) void getSession().catch(() => undefined);
+  });
   return () => source.close();
 }
