@@ -38,7 +38,12 @@ export interface AdminServerOptions {
   readonly host: string;
   readonly port: number;
   /** PEM; absent: plain HTTP (the config allows that on loopback only). */
-  readonly tls?: { readonly certPem: Buffer; readonly keyPem: Buffer };
+  readonly tls?: {
+    readonly certPem: Buffer;
+    readonly keyPem: Buffer;
+    /** Ask for a client certificate (none is required and no CA is trusted: `authenticate` decides). */
+    readonly requestCert?: boolean;
+  };
   /** The credential a request carries (a bearer token; for the dashboard also its session cookie). */
   readonly authenticate: (req: IncomingMessage) => Credential | undefined;
   /** Where {@link AdminRoute.page} routes send a browser without a credential. */
@@ -67,7 +72,13 @@ export class AdminServer {
       options.tls === undefined
         ? createHttpServer(common, handler)
         : createHttpsServer(
-            { ...common, cert: options.tls.certPem, key: options.tls.keyPem, minVersion: 'TLSv1.2' },
+            {
+              ...common,
+              cert: options.tls.certPem,
+              key: options.tls.keyPem,
+              minVersion: 'TLSv1.2',
+              ...(options.tls.requestCert === true ? { requestCert: true, rejectUnauthorized: false } : {}),
+            },
             handler,
           );
     // A browser tab or a scraper needs a few connections; the cap keeps a local client from exhausting fds.

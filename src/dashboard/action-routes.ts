@@ -2,10 +2,9 @@ import type postgres from 'postgres';
 import type { AdminRoute } from '../admin/admin-server.js';
 import { AdminRequestError, readJsonBody, sendJson } from '../admin/http-json.js';
 import { type RevocableKind, revokedAt, revokeThroughExtension } from '../registry/revocation.js';
-import { type Audit, requireCsrf } from './auth-routes.js';
+import { type Audit, type CsrfSources, requireCsrf } from './auth-routes.js';
 import { GatewayCallError } from './gateway-link.js';
 import type { DashboardHub } from './hub.js';
-import type { SessionStore } from './sessions.js';
 
 const KINDS: Record<string, RevocableKind> = {
   permission: 'permission',
@@ -24,7 +23,7 @@ const KINDS: Record<string, RevocableKind> = {
 export function actionRoutes(deps: {
   readonly hub: DashboardHub;
   readonly sql: postgres.Sql;
-  readonly sessions: SessionStore;
+  readonly csrf: CsrfSources;
   readonly audit: Audit;
 }): AdminRoute[] {
   return [
@@ -33,7 +32,7 @@ export function actionRoutes(deps: {
       path: '/api/tunnels/close',
       access: 'admin',
       handle: async (ctx) => {
-        requireCsrf(ctx, deps.sessions);
+        requireCsrf(ctx, deps.csrf);
         const body = await readJsonBody(ctx.req);
         const operator = ctx.credential?.name ?? 'operator';
         const identity = text(body, 'identity');
@@ -75,7 +74,7 @@ export function actionRoutes(deps: {
       path: '/api/revoke',
       access: 'admin',
       handle: async (ctx) => {
-        requireCsrf(ctx, deps.sessions);
+        requireCsrf(ctx, deps.csrf);
         const body = await readJsonBody(ctx.req);
         const kind = KINDS[text(body, 'kind') ?? ''];
         const id = text(body, 'id');

@@ -2,7 +2,14 @@ import type { IncomingMessage } from 'node:http';
 import type { AdminContext, AdminRoute } from '../admin/admin-server.js';
 import type { TokenAuthority } from '../admin/auth.js';
 import { AdminRequestError, sendJson } from '../admin/http-json.js';
+import type { OperatorCertificates } from './operator-certificates.js';
 import { csrfMatches, type SessionStore } from './sessions.js';
+
+/** Where the CSRF token of an ambient credential (a session cookie, an operator certificate) comes from. */
+export interface CsrfSources {
+  readonly sessions: SessionStore;
+  readonly certificates: OperatorCertificates;
+}
 
 /** What a route needs to audit an operator action. */
 export type Audit = (
@@ -25,6 +32,7 @@ const MAX_FORM_BYTES = 4096;
 export function authRoutes(deps: {
   readonly sessions: SessionStore;
   readonly tokens: TokenAuthority;
+  readonly certificates: OperatorCertificates;
   readonly audit: Audit;
 }): AdminRoute[] {
   const attempts = new Map<string, { count: number; since: number }>();
@@ -66,7 +74,7 @@ export function authRoutes(deps: {
       path: '/api/logout',
       access: 'read',
       handle: (ctx) => {
-        requireCsrf(ctx, deps.sessions);
+        requireCsrf(ctx, deps);
         deps.audit(ctx, 'logout', {}, { result: 'ok' });
         sendJson(ctx.res, 200, { logged_out: true }, { 'set-cookie': deps.sessions.end(ctx.req) });
       },
@@ -81,7 +89,10 @@ export function authRoutes(deps: {
           role: credential?.role,
           name: credential?.name,
           via: credential?.via,
-          csrf: session?.csrf ?? null,
+          csrf:
+            credential?.via === 'certificate'
+              ? (deps.certificates.csrfFor(req) ?? null)
+              : (session?.csrf ?? null),
           expires_at: session === undefined ? null : new Date(session.expiresAt).toISOString(),
         });
       },
@@ -94,13 +105,17 @@ export function authRoutes(deps: {
  * the browser send the cookie, but cannot read the token) and come from this origin. A bearer token in
  * `Authorization` is not sent by browsers on their own, so scripts using one need neither.
  */
-export function requireCsrf(ctx: AdminContext, sessions: SessionStore): void {
-  if (ctx.credential?.via === 'token') return;
-  const session = sessions.of(ctx.req);
-  const header = ctx.req.headers['x-csrf-token'];
-  if (session === undefined || !csrfMatches(session, Array.isArray(header) ? header[0] : header)) {
-    throw new AdminRequestError('ADMIN_FORBIDDEN', 'missing or wrong X-CSRF-Token: reload the page');
-  }
+export function requireCsrf(ctx: AdminContext, sources: CsrfSources): void {
+  const via = ctx.credential?.via;
+  if (via === 'token') return;
+  const raw = ctx.req.headers['x-csrf-token'];
+  const header = Array.isArray(raw) ? raw[0] : raw;
+  const session = via === 'session' ? sources.sessions.of(ctx.req) : undefined;
+  const ok =
+    via === 'certificate'
+      ? sources.certificates.csrfMatches(ctx.req, header)
+      : session !== undefined && csrfMatches(session, header);
+  if (!ok) throw new AdminRequestError('ADMIN_FORBIDDEN', 'missing or wrong X-CSRF-Token: reload the page');
   if (!sameOrigin(ctx.req))
     throw new AdminRequestError('ADMIN_FORBIDDEN', 'request from another site refused');
 }

@@ -58,10 +58,20 @@ const gatewayEntry = z.strictObject({
   ca_path: z.string().min(1).optional(),
 });
 
+const operatorEntry = z.strictObject({
+  /** For the audit trail. */
+  name: z.string().regex(/^[\x20-\x7e]{1,64}$/, 'must be 1-64 printable characters'),
+  /** The operator key's fingerprint, as `agent-gateway agent create` prints it: sha256:<64 hex digits>. */
+  spki_sha256: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256: and 64 lower-case hex digits'),
+  role: z.enum(['read', 'admin']),
+});
+
 export const dashboardConfigSchema = z.strictObject({
   dashboard: dashboardTable,
   registry: registryTable,
   gateways: z.array(gatewayEntry).default([]),
+  /** Operator client certificates that log in by themselves (TLS only). */
+  operators: z.array(operatorEntry).default([]),
 });
 
 export type DashboardConfig = z.infer<typeof dashboardConfigSchema>;
@@ -84,6 +94,7 @@ export interface LoadedDashboardConfig {
   readonly tokens: { readonly admin: string; readonly readonly: string | undefined };
   readonly ingestToken: string | undefined;
   readonly gateways: readonly DashboardGateway[];
+  readonly operators: ReadonlyArray<{ name: string; spkiSha256: string; role: 'read' | 'admin' }>;
 }
 
 export async function loadDashboardConfig(
@@ -140,6 +151,18 @@ export async function loadDashboardConfig(
     add('dashboard.ingest_token_env', 'the ingest token must differ from the login tokens');
   }
 
+  if (config.operators.length > 0 && d.tls_cert_path === undefined) {
+    add(
+      'operators',
+      'operator certificates need TLS: set dashboard.tls_cert_path and dashboard.tls_key_path',
+    );
+  }
+  const keys = new Set<string>();
+  for (const [i, o] of config.operators.entries()) {
+    if (keys.has(o.spki_sha256))
+      add(formatKeyPath(['operators', i, 'spki_sha256']), 'this key is listed twice');
+    keys.add(o.spki_sha256);
+  }
   const databaseUrl = registryUrl(config.registry, env, add);
   const gateways: DashboardGateway[] = [];
   const names = new Set<string>();
@@ -166,7 +189,8 @@ export async function loadDashboardConfig(
   if (problems.length > 0 || admin === undefined || databaseUrl === undefined) {
     throw new ConfigError(problems.length > 0 ? problems : ['dashboard.token_env: no admin token'], path);
   }
-  return { config, listen, tls, databaseUrl, tokens: { admin, readonly }, ingestToken, gateways };
+  const operators = config.operators.map((o) => ({ name: o.name, spkiSha256: o.spki_sha256, role: o.role }));
+  return { config, listen, tls, databaseUrl, tokens: { admin, readonly }, ingestToken, gateways, operators };
 }
 
 function registryUrl(

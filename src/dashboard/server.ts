@@ -12,6 +12,7 @@ import { authRoutes } from './auth-routes.js';
 import type { LoadedDashboardConfig } from './config.js';
 import { DashboardHub } from './hub.js';
 import { ingestRoutes } from './ingest-routes.js';
+import { OperatorCertificates } from './operator-certificates.js';
 import { readRegistry } from './registry-view.js';
 import { SessionStore, sessionCredential } from './sessions.js';
 import { SECURITY_HEADERS, staticRoutes } from './static-routes.js';
@@ -58,7 +59,9 @@ export async function startDashboard(
     secure: loaded.tls !== undefined,
   });
   const tokens = new TokenAuthority(loaded.tokens);
+  const certificates = new OperatorCertificates(loaded.operators);
   const statics = await staticRoutes();
+  const csrf = { sessions, certificates };
 
   const audit = (
     ctx: AdminContext,
@@ -93,10 +96,13 @@ export async function startDashboard(
   const server = new AdminServer({
     host: loaded.listen.host,
     port: loaded.listen.port,
-    ...(loaded.tls ? { tls: loaded.tls } : {}),
+    ...(loaded.tls ? { tls: { ...loaded.tls, requestCert: certificates.enabled } } : {}),
+    // A bearer token (scripts), else an operator certificate, else a login session.
     authenticate: (req) => {
       if (req.headers.authorization !== undefined)
         return tokenCredential(tokens.roleOf(req.headers.authorization));
+      const operator = certificates.credentialOf(req);
+      if (operator !== undefined) return operator;
       const session = sessions.of(req);
       return session === undefined ? undefined : sessionCredential(session);
     },
@@ -112,7 +118,7 @@ export async function startDashboard(
       access: 'public',
       handle: ({ res }) => sendJson(res, 200, { status: 'ok' }),
     },
-    ...authRoutes({ sessions, tokens, audit }),
+    ...authRoutes({ sessions, tokens, certificates, audit }),
     ...statics,
     {
       method: 'GET',
@@ -149,7 +155,7 @@ export async function startDashboard(
         }
       },
     },
-    ...actionRoutes({ hub, sql, sessions, audit }),
+    ...actionRoutes({ hub, sql, csrf, audit }),
     ...(loaded.ingestToken === undefined
       ? []
       : ingestRoutes({

@@ -50,6 +50,8 @@ export interface DashboardConfigInput {
   readonly sampleIntervalMs?: number;
   /** More `[dashboard]` keys. */
   readonly extra?: string;
+  /** Whole tables appended at the end (e.g. `[[operators]]`). */
+  readonly tables?: string;
 }
 
 export async function writeDashboardConfig(input: DashboardConfigInput): Promise<string> {
@@ -72,6 +74,7 @@ export async function writeDashboardConfig(input: DashboardConfigInput): Promise
         `admin_url = ${JSON.stringify(g.adminUrl)}`,
         `token_env = ${JSON.stringify(g.tokenEnv)}`,
       ]),
+      input.tables ?? '',
       '',
     ].join('\n'),
   );
