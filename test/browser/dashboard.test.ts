@@ -228,10 +228,7 @@ describe('dashboard in a browser', { timeout: 120_000 }, () => {
     const tunnels = await live.openBoth(g);
     await tab(page, 'registry');
     const row = page.locator(`[data-testid=permissions] tr[data-permission="${g.permissionId}"]`);
-    await row
-      .filter({ has: page.locator('[data-status=active], td') })
-      .first()
-      .waitFor();
+    await row.and(page.locator('[data-status=active]')).waitFor();
     const revoke = row.locator('[data-testid=revoke-permission]');
     await revoke.click();
     await revoke.filter({ hasText: 'confirm revoke' }).click();
@@ -242,7 +239,12 @@ describe('dashboard in a browser', { timeout: 120_000 }, () => {
     const [stored] =
       await db.sql`SELECT revoked_at FROM permission_registry WHERE permission_id = ${g.permissionId}`;
     assert.ok(stored?.['revoked_at'] instanceof Date);
-    const audit = await dashboard.waitForLog((l) => l.msg === 'operator action' && l['action'] === 'revoke');
+    const audit = await dashboard.waitForLog(
+      (l) =>
+        l.msg === 'operator action' &&
+        l['action'] === 'revoke' &&
+        (l['target'] as Record<string, unknown>)['id'] === g.permissionId,
+    );
     assert.deepEqual(audit['target'], { kind: 'permission', id: g.permissionId });
     assert.deepEqual(audit['result'], { result: 'revoked' });
     await tab(page, 'audit');
@@ -250,6 +252,24 @@ describe('dashboard in a browser', { timeout: 120_000 }, () => {
       .locator('[data-testid=audit] tr[data-action=revoke]')
       .filter({ hasText: g.permissionId })
       .waitFor();
+    await context.close();
+  });
+
+  test('revoking a signer from the UI closes the tunnels of every permission it signed', async () => {
+    const { context, page } = await loggedIn(ADMIN, 'alice');
+    const g = await live.granted();
+    const tunnels = await live.openBoth(g);
+    await tab(page, 'registry');
+    const signer = page.locator(`[data-testid=principal][data-key="${g.principal.keyId}"]`);
+    const revoke = signer.locator('[data-testid=revoke-signer]');
+    await revoke.click();
+    await revoke.filter({ hasText: `revoke ${g.principal.keyId} and all it signed?` }).click();
+    await live.expectClosed(g, tunnels, 'revoked', /signer_revoked/);
+    await signer.locator('.status', { hasText: 'revoked' }).first().waitFor();
+    await signer.locator(`tr[data-permission="${g.permissionId}"][data-status=signer-inactive]`).waitFor();
+    const [stored] =
+      await db.sql`SELECT revoked_at FROM principal_signing_keys WHERE key_id = ${g.principal.keyId}`;
+    assert.ok(stored?.['revoked_at'] instanceof Date);
     await context.close();
   });
 
