@@ -44,23 +44,18 @@ export function adminSettings(
     if (!(error instanceof ListenAddrError)) throw error;
     add('admin.listen_addr', error.message);
   }
-  const adminToken = tokenFromEnv(
-    admin['token_env'] ?? 'AGENT_GATEWAY_ADMIN_TOKEN',
-    'admin.token_env',
-    env,
-    add,
-  );
+  const adminToken = token(admin['token_env'] ?? 'AGENT_GATEWAY_ADMIN_TOKEN', 'admin.token_env', env, add);
   const readonlyEnv = admin['readonly_token_env'];
   const readonly =
-    readonlyEnv === undefined ? undefined : tokenFromEnv(readonlyEnv, 'admin.readonly_token_env', env, add);
+    readonlyEnv === undefined ? undefined : token(readonlyEnv, 'admin.readonly_token_env', env, add);
   if (adminToken !== undefined && readonly !== undefined && adminToken === readonly) {
     add('admin.readonly_token_env', 'the read-only token must differ from the admin token');
   }
   return adminToken === undefined ? undefined : { admin: adminToken, readonly };
 }
 
-/** A token from the environment variable `name`, checked for presence and length; `key` names the config key. */
-export function tokenFromEnv(
+/** The token in the environment variable `name`, checked (set, long enough, no spaces); `key` names it. */
+export function token(
   name: unknown,
   key: string,
   env: NodeJS.ProcessEnv,

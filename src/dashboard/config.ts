@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { isLoopback, tokenFromEnv } from '../config/admin-settings.js';
+import { isLoopback, token as tokenFromEnv } from '../config/admin-settings.js';
 import { postgresUrlProblem } from '../config/database-url.js';
 import { ConfigError, formatKeyPath } from '../config/errors.js';
 import { describeFsError } from '../config/files.js';

@@ -3,8 +3,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /**
- * The static (load-time) and dynamic imports of every file under src/, for tests that check what an entry
- * point loads when it starts (pkcs11js stays off the gateway, so does the dashboard).
+ * The static (load-time) and dynamic imports of every file under src/, read from the source text, for
+ * tests that check what an entry point loads at start (pkcs11-isolation, telemetry-isolation).
  */
 export const SRC = resolve(fileURLToPath(new URL('../../src', import.meta.url)));
 // Value imports and re-exports evaluated at load time; `import type` is erased and does not count.

@@ -6,7 +6,7 @@ import { graph, loadedAtStart, SRC } from '../helpers/import-graph.js';
 /*
  * The gateway's process must never load the PKCS#11 binding (a native addon) or the token code: only the
  * commands and the sidecar that were given a pkcs11: URI do, through a dynamic import. This reads the
- * static (load-time) imports of src/ (test/helpers/import-graph.ts) and checks what each entry point pulls in.
+ * static (load-time) imports of src/ and checks what each entry point pulls in.
  */
 
 /** The token code that talks to pkcs11js; errors.ts, uri.ts and settings.ts are plain data and parsing. */
