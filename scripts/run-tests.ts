@@ -20,7 +20,7 @@ async function listTests(dir: string): Promise<string[]> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) found.push(...(await listTests(path)));
-    else if (entry.isFile() && entry.name.endsWith('.test.ts')) found.push(path);
+    else if (entry.isFile() && /\.test\.tsx?$/.test(entry.name)) found.push(path);
   }
   return found.sort();
 }
@@ -55,9 +55,15 @@ function summary(tap: string, files: string[]): { tests: number; fail: number; e
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
-  const files = args.length > 0 ? args.map((f) => resolve(f)) : await listTests(join(root, 'test'));
+  // test/: the gateway, the CLI and the dashboard's server and browser tests; web/test: the front end's own.
+  const files =
+    args.length > 0
+      ? args.map((f) => resolve(f))
+      : [...(await listTests(join(root, 'test'))), ...(await listTests(join(root, 'web', 'test')))];
   if (files.length === 0) {
-    process.stderr.write('run-tests: no test files found (expected test/**/*.test.ts)\n');
+    process.stderr.write(
+      'run-tests: no test files found (expected test/**/*.test.ts or web/test/**/*.test.ts)\n',
+    );
     return 1;
   }
 

@@ -7,7 +7,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { formatPeer } from '../proxy/connection-info.js';
-import { permits, type Role } from './auth.js';
+import { type Credential, permits, type Role } from './auth.js';
 import { AdminRequestError, sendError } from './http-json.js';
 
 /** One request as a route sees it: who asked (their role and address) and what. */
@@ -16,6 +16,8 @@ export interface AdminContext {
   readonly res: ServerResponse;
   readonly url: URL;
   readonly role: Role | undefined;
+  /** The whole credential (its role, how it was presented, a name for the audit trail). */
+  readonly credential: Credential | undefined;
   /** `ip:port` of the operator's client, for the audit trail. */
   readonly peer: string;
 }
@@ -27,6 +29,8 @@ export interface AdminRoute {
   readonly prefix?: boolean;
   /** `public`: no credential (health and readiness probes, the login page); otherwise the role needed. */
   readonly access: Role | 'public';
+  /** A page for browsers: without a credential, redirect to `loginPath` instead of answering JSON 401. */
+  readonly page?: boolean;
   handle(ctx: AdminContext): void | Promise<void>;
 }
 
@@ -34,9 +38,18 @@ export interface AdminServerOptions {
   readonly host: string;
   readonly port: number;
   /** PEM; absent: plain HTTP (the config allows that on loopback only). */
-  readonly tls?: { readonly certPem: Buffer; readonly keyPem: Buffer };
-  /** The role a request carries (bearer token; the dashboard adds its session cookie). */
-  readonly authenticate: (req: IncomingMessage) => Role | undefined;
+  readonly tls?: {
+    readonly certPem: Buffer;
+    readonly keyPem: Buffer;
+    /** Ask for a client certificate (none is required and no CA is trusted: `authenticate` decides). */
+    readonly requestCert?: boolean;
+  };
+  /** The credential a request carries (a bearer token; for the dashboard also its session cookie). */
+  readonly authenticate: (req: IncomingMessage) => Credential | undefined;
+  /** Where {@link AdminRoute.page} routes send a browser without a credential. */
+  readonly loginPath?: string;
+  /** Set on every answer before any route runs (the dashboard's Content-Security-Policy and friends). */
+  readonly responseHeaders?: Readonly<Record<string, string>>;
   /** An unexpected failure inside a route (the answer is a 500 with a code, never a crash). */
   readonly onError: (error: unknown, route: string) => void;
 }
@@ -49,6 +62,7 @@ export interface AdminServerOptions {
  */
 export class AdminServer {
   private readonly routes: AdminRoute[] = [];
+  private readonly closing: Array<() => void> = [];
   readonly server: Server;
 
   constructor(private readonly options: AdminServerOptions) {
@@ -58,7 +72,13 @@ export class AdminServer {
       options.tls === undefined
         ? createHttpServer(common, handler)
         : createHttpsServer(
-            { ...common, cert: options.tls.certPem, key: options.tls.keyPem, minVersion: 'TLSv1.2' },
+            {
+              ...common,
+              cert: options.tls.certPem,
+              key: options.tls.keyPem,
+              minVersion: 'TLSv1.2',
+              ...(options.tls.requestCert === true ? { requestCert: true, rejectUnauthorized: false } : {}),
+            },
             handler,
           );
     // A browser tab or a scraper needs a few connections; the cap keeps a local client from exhausting fds.
@@ -67,6 +87,11 @@ export class AdminServer {
 
   add(...routes: AdminRoute[]): void {
     this.routes.push(...routes);
+  }
+
+  /** Runs `fn` when the server closes (a feature's timers and streams). */
+  onClose(fn: () => void): void {
+    this.closing.push(fn);
   }
 
   listen(): Promise<AddressInfo> {
@@ -80,6 +105,7 @@ export class AdminServer {
   }
 
   close(): Promise<void> {
+    for (const fn of this.closing.splice(0)) fn();
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -89,6 +115,8 @@ export class AdminServer {
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin.invalid');
     const path = url.pathname;
+    for (const [name, value] of Object.entries(this.options.responseHeaders ?? {}))
+      res.setHeader(name, value);
     const onPath = this.routes.filter((r) => (r.prefix ? path.startsWith(r.path) : path === r.path));
     try {
       if (onPath.length === 0)
@@ -102,8 +130,14 @@ export class AdminServer {
           `${path.slice(0, 200)} answers ${methods(onPath)}`,
         );
       }
-      const role = this.options.authenticate(req);
+      const credential = this.options.authenticate(req);
+      const role = credential?.role;
       if (route.access !== 'public' && !permits(role, route.access)) {
+        if (role === undefined && route.page === true && this.options.loginPath !== undefined) {
+          res.writeHead(303, { location: this.options.loginPath, 'cache-control': 'no-store' });
+          res.end();
+          return;
+        }
         if (role === undefined) {
           sendError(res, new AdminRequestError('ADMIN_UNAUTHORIZED', 'send Authorization: Bearer <token>'), {
             'www-authenticate': 'Bearer realm="agent-gateway admin"',
@@ -112,11 +146,11 @@ export class AdminServer {
         }
         throw new AdminRequestError(
           'ADMIN_FORBIDDEN',
-          `this needs the ${route.access} role; the token given is ${role}`,
+          `this needs the ${route.access} role; the credential given is ${role}`,
         );
       }
       const peer = formatPeer(req.socket.remoteAddress, req.socket.remotePort);
-      await route.handle({ req, res, url, role, peer });
+      await route.handle({ req, res, url, role, credential, peer });
     } catch (error) {
       if (res.headersSent) {
         res.destroy();

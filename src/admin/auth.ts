@@ -4,6 +4,20 @@ import type { AdminTokens } from '../config/admin-settings.js';
 /** What a credential may do: `read` looks (tunnels, metrics, pages), `admin` also acts (close, revoke). */
 export type Role = 'read' | 'admin';
 
+/** Who is asking, as the audit trail names them. */
+export interface Credential {
+  readonly role: Role;
+  /** How it was presented: a bearer token, a dashboard session (cookie), an operator certificate. */
+  readonly via: 'token' | 'session' | 'certificate';
+  /** A name for the audit trail, e.g. `admin token` or the operator's name given at login. */
+  readonly name: string;
+}
+
+/** The credential of a bearer token's role. */
+export function tokenCredential(role: Role | undefined): Credential | undefined {
+  return role === undefined ? undefined : { role, via: 'token', name: `${role} token` };
+}
+
 /**
  * The role a request's `Authorization: Bearer <token>` grants, or undefined. Tokens are compared as
  * SHA-256 digests with timingSafeEqual, so neither their length nor a matching prefix shows in the time

@@ -57,10 +57,13 @@ export function tunnelRoutes(
       path: '/v1/tunnels/close',
       access: 'admin',
       handle: async (ctx: AdminContext) => {
-        const body = await readJsonBody(ctx.req);
+        const { operator, ...body } = await readJsonBody(ctx.req);
         const selector = selectorFrom(body);
+        const onBehalfOf = operatorOf(operator);
         const [field, value] = Object.entries(selector)[0] as [string, string];
-        const who = `${ctx.role} token from ${ctx.peer}`;
+        const who = `${ctx.credential?.name ?? `${ctx.role} token`} from ${ctx.peer}${
+          onBehalfOf === undefined ? '' : ` for ${JSON.stringify(onBehalfOf)}`
+        }`;
         const closed = control.close(
           selector,
           `closed by an operator (${who}): ${field} ${JSON.stringify(value)}`,
@@ -69,6 +72,7 @@ export function tunnelRoutes(
           action: 'tunnels close',
           role: ctx.role ?? 'none',
           peer: ctx.peer,
+          ...(onBehalfOf === undefined ? {} : { operator: onBehalfOf }),
           target: { [snake(field)]: value },
           result: { closed },
         });
@@ -107,6 +111,18 @@ export function tunnelJson(t: TunnelView, at: number): Record<string, unknown> {
     closes_in_ms: Number.isFinite(t.deadlineMono) ? Math.max(0, Math.round(t.deadlineMono - at)) : null,
     trace_id: s.trace?.traceId ?? null,
   };
+}
+
+/**
+ * `operator`: who a tool acting for a person (the dashboard) says that person is, for the audit trail
+ * only; it grants nothing (the credential's role decides). Printable text, at most 128 characters.
+ */
+function operatorOf(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^[\x20-\x7e]{1,128}$/.test(value)) {
+    throw new AdminRequestError('ADMIN_BAD_REQUEST', 'operator must be 1-128 printable ASCII characters');
+  }
+  return value;
 }
 
 function selectorFrom(body: Record<string, unknown>): TunnelSelector {

@@ -1,15 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { type AdminEndpoint, adminRequest } from '../admin/client.js';
 import { CliError, EXIT_FAILURE, EXIT_USAGE, usageError } from './admin/errors.js';
 
-/** Where a running gateway's admin listener is and how to authenticate to it. */
-export interface AdminEndpoint {
-  readonly url: URL;
-  readonly token: string;
-  /** CA certificates for an https admin listener with a private CA. */
-  readonly ca: Buffer | undefined;
-}
+export type { AdminEndpoint };
 
 export interface AdminEndpointOptions {
   readonly adminUrl?: string;
@@ -59,68 +52,35 @@ export async function adminEndpoint(
 }
 
 /** One JSON call to the admin API; API errors become CliErrors carrying the API's stable code. */
-export function adminCall(
+export async function adminCall(
   endpoint: AdminEndpoint,
   method: 'GET' | 'POST',
   path: string,
   body?: unknown,
 ): Promise<Record<string, unknown>> {
-  const target = new URL(path, endpoint.url);
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-  return new Promise((resolve, reject) => {
-    const req = send(
-      target,
-      {
-        method,
-        headers: {
-          authorization: `Bearer ${endpoint.token}`,
-          accept: 'application/json',
-          ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
-        },
-        ...(endpoint.ca ? { ca: endpoint.ca } : {}),
-        timeout: 10_000,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          let parsed: Record<string, unknown>;
-          try {
-            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-          } catch {
-            reject(
-              new CliError(
-                `the admin listener at ${endpoint.url.origin} answered ${res.statusCode} without JSON`,
-                EXIT_FAILURE,
-              ),
-            );
-            return;
-          }
-          if ((res.statusCode ?? 500) >= 400) {
-            const error = parsed['error'] as { code?: string; message?: string } | undefined;
-            const usage = res.statusCode === 400 || res.statusCode === 401 || res.statusCode === 403;
-            reject(
-              new CliError(
-                `${error?.message ?? `HTTP ${res.statusCode}`} [${error?.code ?? 'ADMIN_ERROR'}]`,
-                usage ? EXIT_USAGE : EXIT_FAILURE,
-              ),
-            );
-            return;
-          }
-          resolve(parsed);
-        });
-      },
+  let answer: Awaited<ReturnType<typeof adminRequest>>;
+  try {
+    answer = await adminRequest(endpoint, method, path, body);
+  } catch (error) {
+    throw new CliError(
+      `cannot reach the admin listener at ${endpoint.url.origin}: ${(error as Error).message}`,
+      EXIT_FAILURE,
     );
-    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
-    req.on('error', (error) =>
-      reject(
-        new CliError(
-          `cannot reach the admin listener at ${endpoint.url.origin}: ${error.message}`,
-          EXIT_FAILURE,
-        ),
-      ),
+  }
+  const { status, json } = answer;
+  if (json === undefined) {
+    throw new CliError(
+      `the admin listener at ${endpoint.url.origin} answered ${status} without JSON`,
+      EXIT_FAILURE,
     );
-    req.end(payload);
-  });
+  }
+  if (status >= 400) {
+    const error = json['error'] as { code?: string; message?: string } | undefined;
+    const usage = status === 400 || status === 401 || status === 403;
+    throw new CliError(
+      `${error?.message ?? `HTTP ${status}`} [${error?.code ?? 'ADMIN_ERROR'}]`,
+      usage ? EXIT_USAGE : EXIT_FAILURE,
+    );
+  }
+  return json;
 }

@@ -1,5 +1,12 @@
 import postgres from 'postgres';
-import { ensureGatewayRole, GatewayRoleError, gatewayRoleNameProblem } from '../registry/gateway-role.js';
+import {
+  DASHBOARD_ROLE,
+  ensureRole,
+  GATEWAY_ROLE,
+  GatewayRoleError,
+  gatewayRoleNameProblem,
+  type RoleSpec,
+} from '../registry/gateway-role.js';
 import { migrate } from '../registry/migrate.js';
 import { resolveDatabaseUrl } from './database-url.js';
 
@@ -9,6 +16,9 @@ export interface MigrateOptions {
   readonly gatewayRole?: string;
   /** The environment variable holding that role's password (never a flag). */
   readonly passwordEnv?: string;
+  /** Also create (or bring up to date) the dashboard's role: read the registry, revoke through functions. */
+  readonly dashboardRole?: string;
+  readonly dashboardPasswordEnv?: string;
 }
 
 /**
@@ -24,9 +34,23 @@ export async function runMigrate(
     process.stderr.write(`${url.message}\n`);
     return 2;
   }
-  const role = roleRequest(opts, env);
-  if (!role.ok) {
-    process.stderr.write(`agent-gateway migrate: ${role.message}\n`);
+  const roles: Array<{ spec: RoleSpec; request: { name: string; password?: string } }> = [];
+  for (const [spec, flag, name, passwordEnv] of [
+    [GATEWAY_ROLE, '--gateway-role', opts.gatewayRole, opts.passwordEnv],
+    [DASHBOARD_ROLE, '--dashboard-role', opts.dashboardRole, opts.dashboardPasswordEnv],
+  ] as const) {
+    const passwordFlag = spec === GATEWAY_ROLE ? '--password-env' : '--dashboard-password-env';
+    const role = roleRequest(flag, passwordFlag, name, passwordEnv, env);
+    if (!role.ok) {
+      process.stderr.write(`agent-gateway migrate: ${role.message}\n`);
+      return 2;
+    }
+    if (role.value !== undefined) roles.push({ spec, request: role.value });
+  }
+  if (roles.length === 2 && opts.gatewayRole === opts.dashboardRole) {
+    process.stderr.write(
+      'agent-gateway migrate: --gateway-role and --dashboard-role must name different roles (the gateway must not revoke)\n',
+    );
     return 2;
   }
   const sql = postgres(url.value, { max: 1, onnotice: () => {}, connect_timeout: 10 });
@@ -43,15 +67,15 @@ export async function runMigrate(
         ? `extension agent_gateway_ext is at version ${ext.to}; nothing to apply\n`
         : `extension agent_gateway_ext migrated from version ${ext.from} to ${ext.to}: applied ${ext.applied.join(', ')}\n`,
     );
-    if (role.value !== undefined) {
-      const done = await ensureGatewayRole(sql, role.value);
+    for (const { spec, request } of roles) {
+      const done = await ensureRole(sql, spec, request);
       const password = done.passwordSet
         ? 'password set'
         : done.created
           ? 'no password set'
           : 'password unchanged';
       process.stdout.write(
-        `gateway role ${done.role}: ${done.created ? 'created' : 'already exists'} (LOGIN, no other attribute), ` +
+        `${spec.kind} role ${done.role}: ${done.created ? 'created' : 'already exists'} (LOGIN, no other attribute), ` +
           `${password}\n` +
           done.granted.map((g) => `  granted ${g}\n`).join('') +
           done.skipped.map((g) => `  skipped ${g}\n`).join(''),
@@ -70,21 +94,27 @@ type RoleRequest =
   | { ok: true; value: { name: string; password?: string } | undefined }
   | { ok: false; message: string };
 
-function roleRequest(opts: MigrateOptions, env: NodeJS.ProcessEnv): RoleRequest {
-  if (opts.gatewayRole === undefined) {
-    return opts.passwordEnv === undefined
+function roleRequest(
+  flag: string,
+  passwordFlag: string,
+  name: string | undefined,
+  passwordEnv: string | undefined,
+  env: NodeJS.ProcessEnv,
+): RoleRequest {
+  if (name === undefined) {
+    return passwordEnv === undefined
       ? { ok: true, value: undefined }
-      : { ok: false, message: '--password-env is the password of --gateway-role: pass both or neither' };
+      : { ok: false, message: `${passwordFlag} is the password of ${flag}: pass both or neither` };
   }
-  const problem = gatewayRoleNameProblem(opts.gatewayRole);
-  if (problem !== undefined) return { ok: false, message: `--gateway-role: ${problem}` };
-  if (opts.passwordEnv === undefined) return { ok: true, value: { name: opts.gatewayRole } };
-  const password = env[opts.passwordEnv];
+  const problem = gatewayRoleNameProblem(name);
+  if (problem !== undefined) return { ok: false, message: `${flag}: ${problem}` };
+  if (passwordEnv === undefined) return { ok: true, value: { name } };
+  const password = env[passwordEnv];
   if (password === undefined || password === '') {
     return {
       ok: false,
-      message: `--password-env: environment variable ${opts.passwordEnv} is not set or is empty; export it with the role's password first`,
+      message: `${passwordFlag}: environment variable ${passwordEnv} is not set or is empty; export it with the role's password first`,
     };
   }
-  return { ok: true, value: { name: opts.gatewayRole, password } };
+  return { ok: true, value: { name, password } };
 }

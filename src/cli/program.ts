@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { registerDashboardCommand } from '../dashboard/command.js';
 import { registerDemoCommand } from '../demo/command.js';
 import { registerSidecarCommand } from '../sidecar/cli.js';
 import { packageVersion } from '../version.js';
@@ -66,13 +67,30 @@ program
     "environment variable holding that role's password (stored as a SCRAM verifier; without it no password is set)",
     nonEmpty('--password-env'),
   )
-  .action(async (opts: { databaseUrl?: string; gatewayRole?: string; passwordEnv?: string }) =>
-    exit(await runMigrate(opts)),
+  .option(
+    '--dashboard-role <name>',
+    "create or update the dashboard's role: SELECT on the registry, revocation only through the extension's functions",
+    nonEmpty('--dashboard-role'),
+  )
+  .option(
+    '--dashboard-password-env <var>',
+    "environment variable holding the dashboard role's password",
+    nonEmpty('--dashboard-password-env'),
+  )
+  .action(
+    async (opts: {
+      databaseUrl?: string;
+      gatewayRole?: string;
+      passwordEnv?: string;
+      dashboardRole?: string;
+      dashboardPasswordEnv?: string;
+    }) => exit(await runMigrate(opts)),
   );
 
 registerSidecarCommand(program);
 registerAdminCommands(program);
 registerTunnelCommands(program);
+registerDashboardCommand(program);
 registerDemoCommand(program);
 
 function nonEmpty(flag: string) {

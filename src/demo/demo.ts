@@ -9,6 +9,7 @@ import { startEmbeddedPostgres } from '../devdb/embedded.js';
 import { type RunningGateway, startGateway } from '../gateway/gateway.js';
 import { createLogger, flushLogger } from '../observability/logger.js';
 import { migrate } from '../registry/migrate.js';
+import { DEMO_GATEWAY_ADMIN_TOKEN_ENV, demoToken, startDemoDashboard } from './dashboard.js';
 import { ensureDemoGrants } from './grants.js';
 import { demoInstructions } from './instructions.js';
 import { ensureDemoPki } from './pki.js';
@@ -116,9 +117,34 @@ export async function runDemo(opts: DemoOptions, io: Io): Promise<number> {
     const logPath = join(stateDir, 'gateway.log');
     const remembered =
       ports.gatewayPort !== undefined && (await portIsFree(ports.gatewayPort)) ? ports.gatewayPort : 0;
-    const gateway = await startDemoGateway(stateDir, pki, opts.port ?? remembered, pg.url, logPath);
+    const gatewayAdminToken = demoToken();
+    const gateway = await startDemoGateway(
+      stateDir,
+      pki,
+      opts.port ?? remembered,
+      pg.url,
+      logPath,
+      gatewayAdminToken,
+    );
     cleanups.push(gateway.stop);
-    await writeDemoPorts(stateDir, { gatewayPort: gateway.port, targetPort: target.port });
+    const dashboardLog = join(stateDir, 'dashboard.log');
+    const dashboard = await startDemoDashboard({
+      stateDir,
+      adminDatabaseUrl: pg.url,
+      gatewayAdminUrl: gateway.adminUrl,
+      gatewayAdminToken,
+      port:
+        ports.dashboardPort !== undefined && (await portIsFree(ports.dashboardPort))
+          ? ports.dashboardPort
+          : 0,
+      logPath: dashboardLog,
+    });
+    cleanups.push(dashboard.stop);
+    await writeDemoPorts(stateDir, {
+      gatewayPort: gateway.port,
+      targetPort: target.port,
+      dashboardPort: dashboard.port,
+    });
 
     io.out(
       demoInstructions(pki, {
@@ -130,6 +156,12 @@ export async function runDemo(opts: DemoOptions, io: Io): Promise<number> {
         postgresPersistent: pg.persistent,
         logPath,
         databaseUrlPath,
+        dashboard: {
+          url: dashboard.url,
+          adminToken: dashboard.adminToken,
+          readonlyToken: dashboard.readonlyToken,
+          logPath: dashboardLog,
+        },
         setupNotes,
         startupMs: Date.now() - started,
       }),
@@ -175,6 +207,8 @@ async function refuseLeftoverPostgres(pgDir: string): Promise<void> {
 
 interface DemoGateway {
   port: number;
+  /** Its admin listener (loopback, ephemeral port), which the demo's dashboard watches. */
+  adminUrl: string;
   stop(): Promise<void>;
 }
 
@@ -184,6 +218,7 @@ async function startDemoGateway(
   port: number,
   databaseUrl: string,
   logPath: string,
+  adminToken: string,
 ): Promise<DemoGateway> {
   const configPath = join(stateDir, 'gateway.toml');
   // A real config file, so that the demo also shows what a deployment configures; the password stays out of it.
@@ -204,9 +239,18 @@ async function startDemoGateway(
       '# The demo destination is on loopback, which the gateway refuses unless allowed here.',
       'allow_cidrs = ["127.0.0.0/8"]',
       '',
+      '[admin]',
+      "# The operators' listener, which the demo's dashboard reads (loopback only, any free port).",
+      'listen_addr = "127.0.0.1:0"',
+      `token_env = "${DEMO_GATEWAY_ADMIN_TOKEN_ENV}"`,
+      '',
     ].join('\n'),
   );
-  const loaded = await loadConfig(configPath, { ...process.env, [DATABASE_URL_ENV]: databaseUrl });
+  const loaded = await loadConfig(configPath, {
+    ...process.env,
+    [DATABASE_URL_ENV]: databaseUrl,
+    [DEMO_GATEWAY_ADMIN_TOKEN_ENV]: adminToken,
+  });
   const logStream = createWriteStream(logPath, { flags: 'a' });
   const logger = createLogger(loaded.config.observability.log_level, logStream);
   let gateway: RunningGateway;
@@ -216,8 +260,10 @@ async function startDemoGateway(
     logStream.end();
     throw err;
   }
+  const admin = gateway.adminAddress;
   return {
     port: gateway.address.port,
+    adminUrl: `http://127.0.0.1:${admin?.port ?? 0}`,
     async stop() {
       await gateway.shutdown(SHUTDOWN_GRACE_MS);
       await flushLogger(logger);

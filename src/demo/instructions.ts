@@ -12,6 +12,12 @@ export interface DemoEndpoints {
   readonly postgresPersistent: boolean;
   readonly logPath: string;
   readonly databaseUrlPath: string;
+  readonly dashboard: {
+    readonly url: string;
+    readonly adminToken: string;
+    readonly readonlyToken: string;
+    readonly logPath: string;
+  };
   readonly setupNotes: readonly string[];
   readonly startupMs: number;
 }
@@ -48,6 +54,10 @@ export function demoInstructions(pki: DemoPki, e: DemoEndpoints): string {
     `  registry     embedded PostgreSQL on 127.0.0.1:${e.postgresPort}, data in ${shown(e.postgresDataDir)}` +
       (e.postgresPersistent ? '' : ' (deleted when the demo stops)'),
     `  logs         ${shown(e.logPath)}  (gateway JSON lines: one per CONNECT decision and per closed tunnel)`,
+    `  dashboard    ${e.dashboard.url}/  (decisions, tunnels, bandwidth, the registry; close and revoke)`,
+    `    log in with the admin token      ${e.dashboard.adminToken}`,
+    `    or the read-only token           ${e.dashboard.readonlyToken}`,
+    `    (demo tokens, new on every run; the dashboard's log is ${shown(e.dashboard.logPath)})`,
     '',
     `${pki.granted.identity} holds a permission signed for 127.0.0.1:${e.targetPort}, so this succeeds:`,
     curl(pki.granted),

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 export interface DemoPorts {
   gatewayPort?: number;
   targetPort?: number;
+  dashboardPort?: number;
 }
 
 const FILE = 'ports.json';
@@ -12,7 +13,11 @@ const FILE = 'ports.json';
 export async function readDemoPorts(stateDir: string): Promise<DemoPorts> {
   try {
     const parsed = JSON.parse(await readFile(join(stateDir, FILE), 'utf8')) as Record<string, unknown>;
-    return { gatewayPort: port(parsed['gatewayPort']), targetPort: port(parsed['targetPort']) };
+    return {
+      gatewayPort: port(parsed['gatewayPort']),
+      targetPort: port(parsed['targetPort']),
+      dashboardPort: port(parsed['dashboardPort']),
+    };
   } catch {
     // First run, or a file edited by hand into something else: choose new ports.
     return {};

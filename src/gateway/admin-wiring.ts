@@ -1,6 +1,7 @@
 import { AdminServer } from '../admin/admin-server.js';
-import { TokenAuthority } from '../admin/auth.js';
+import { TokenAuthority, tokenCredential } from '../admin/auth.js';
 import { healthRoutes } from '../admin/health-routes.js';
+import { limitRoutes } from '../admin/limit-routes.js';
 import { type TunnelControl, type TunnelSelector, tunnelRoutes } from '../admin/tunnel-routes.js';
 import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
@@ -8,13 +9,15 @@ import { loadTlsMaterial } from '../config/tls-material.js';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { OpenTunnels } from '../proxy/open-tunnels.js';
+import type { RateLimitSettings } from '../ratelimit/settings.js';
 import type { GatewayEvents } from '../session/events.js';
 import type { GatewayStatus } from './status.js';
 
 /**
  * Starts the admin listener when `[admin] listen_addr` is set: health and readiness for probes, the
- * tunnel list and the kill switch for operators (issue 14 adds /metrics, issue 15 the dashboard through
- * `AdminServer.add`). Returns undefined when it is off.
+ * tunnel list and the kill switch for operators, the event feed (`/v1/events`) and the limits in force
+ * (`/v1/limits`) that `agent-gateway dashboard` reads (issue 14 adds /metrics through `AdminServer.add`).
+ * Returns undefined when it is off.
  */
 export async function startAdmin(deps: {
   readonly loaded: LoadedConfig;
@@ -22,6 +25,8 @@ export async function startAdmin(deps: {
   readonly events: GatewayEvents;
   readonly status: GatewayStatus;
   readonly logger: Logger;
+  /** The rate limits in force now (they change on SIGHUP). */
+  readonly rateLimits: () => RateLimitSettings;
 }): Promise<AdminServer | undefined> {
   const { admin } = deps.loaded.config;
   const tokens = deps.loaded.adminTokens;
@@ -39,11 +44,20 @@ export async function startAdmin(deps: {
     host: listen.host,
     port: listen.port,
     ...(tls ? { tls } : {}),
-    authenticate: (req) => authority.roleOf(req.headers.authorization),
+    authenticate: (req) => tokenCredential(authority.roleOf(req.headers.authorization)),
     onError: (error, route) =>
       deps.logger.error({ route, error: (error as Error)?.message ?? String(error) }, LogEvent.internalError),
   });
-  server.add(...healthRoutes(deps.status), ...tunnelRoutes(tunnelControl(deps.tunnels, deps.events)));
+  server.add(
+    ...healthRoutes(deps.status),
+    ...tunnelRoutes(tunnelControl(deps.tunnels, deps.events)),
+    ...limitRoutes(deps.rateLimits),
+  );
+  // Loaded only with the admin listener on: a gateway without one carries no feed code or ring.
+  const { EventFeed } = await import('../eventfeed/feed.js');
+  const feed = new EventFeed(deps.events);
+  server.add(...feed.routes());
+  server.onClose(() => feed.close());
   const address = await server.listen();
   deps.logger.info(
     {

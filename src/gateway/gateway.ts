@@ -29,6 +29,8 @@ export interface GatewayOptions {
 
 export interface RunningGateway {
   readonly address: AddressInfo;
+  /** The admin listener's address, when `[admin] listen_addr` is set. */
+  readonly adminAddress: AddressInfo | undefined;
   /** Stop accepting, let tunnels finish for up to `graceMs`, then close everything. */
   shutdown(graceMs: number): Promise<void>;
   /**
@@ -96,9 +98,18 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   const live = startLiveAuthorization({ databaseUrl: loaded.databaseUrl, config, policy, tunnels, events });
   status.attachLiveCheck(live.check);
   status.listening = true;
+  // What is in force: the config the gateway started with, with what SIGHUP has applied since.
+  let running = config;
   let admin: Awaited<ReturnType<typeof startAdmin>>;
   try {
-    admin = await startAdmin({ loaded, tunnels, events, status, logger });
+    admin = await startAdmin({
+      loaded,
+      tunnels,
+      events,
+      status,
+      logger,
+      rateLimits: () => rateLimitSettings(running.rate_limit),
+    });
   } catch (err) {
     server.close();
     await live.stop();
@@ -121,10 +132,9 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   );
 
   let shuttingDown: Promise<void> | undefined;
-  // What is in force: the config the gateway started with, with what SIGHUP has applied since.
-  let running = config;
   return {
     address,
+    adminAddress: admin === undefined ? undefined : (admin.server.address() as AddressInfo),
     shutdown(graceMs: number): Promise<void> {
       shuttingDown ??= drain(
         {

@@ -126,6 +126,7 @@ export function auditLogSubscriber(
           action: e.action,
           operator_role: e.role,
           operator_addr: e.peer,
+          operator_name: e.operator,
           target: e.target,
           result: e.result,
         },

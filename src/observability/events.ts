@@ -48,6 +48,8 @@ export const LogEvent = {
   operatorAction: 'operator action',
   /** The admin listener is up. */
   adminListening: 'admin listening',
+  /** `agent-gateway dashboard` is up (its URL, the gateways it watches). */
+  dashboardListening: 'dashboard listening',
   /** SIGUSR1/SIGUSR2 and other signals the process does not act on. */
   signalIgnored: 'signal ignored',
 } as const;

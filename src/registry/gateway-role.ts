@@ -3,11 +3,12 @@ import { MIGRATION_LOCK_KEY, versionTableExists } from './migrate.js';
 import { scramSha256Verifier } from './scram.js';
 
 /**
- * The database role the gateway connects as: LOGIN, nothing else, and exactly the privileges listed here.
- * The registry is the trust root (README, "Trust model"), so the gateway must not be able to write it.
+ * The database roles that programs of this package connect as: LOGIN, nothing else, and exactly the
+ * privileges listed here. The registry is the trust root (README, "Trust model"), so neither the gateway
+ * nor the dashboard may write it.
  *
- * This list is the one place that says what the role may do. An extension that adds tables (under its
- * own schema, e.g. `agent_gateway_ext`) adds its grants here, marked `optional` so that a registry
+ * These lists are the one place that says what each role may do. An extension that adds tables (under
+ * its own schema, e.g. `agent_gateway_ext`) adds its grants here, marked `optional` so that a registry
  * without the extension still gets a working role.
  */
 export interface TableGrant {
@@ -21,15 +22,68 @@ export interface TableGrant {
 
 export type TablePrivilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE';
 
-export const GATEWAY_ROLE_GRANTS: readonly TableGrant[] = [
+/** EXECUTE on one function of the extension (its signature as `regprocedure` reads it). */
+export interface FunctionGrant {
+  readonly schema: string;
+  /** `revoke_permission(text)`. */
+  readonly signature: string;
+  readonly optional?: boolean;
+}
+
+const REGISTRY_READS: readonly TableGrant[] = [
   { table: 'agent_gateway_schema_version', privileges: ['SELECT'] },
   { table: 'principal_signing_keys', privileges: ['SELECT'] },
   { table: 'principal_key_permissions', privileges: ['SELECT'] },
   { table: 'permission_registry', privileges: ['SELECT'] },
 ];
 
-/** The registry tables, which the gateway's role must never be able to change. */
-const REGISTRY_TABLES = GATEWAY_ROLE_GRANTS.filter((g) => g.schema === undefined).map((g) => g.table);
+export const GATEWAY_ROLE_GRANTS: readonly TableGrant[] = REGISTRY_READS;
+
+/**
+ * The revocation functions of extension version 2 (migrations/extension/0002_dashboard_revocation.sql):
+ * each sets revoked_at to now() on one unrevoked row, and nothing else. The dashboard revokes only
+ * through them; the gateway's role must never hold them.
+ */
+export const REVOCATION_FUNCTIONS: readonly FunctionGrant[] = [
+  { schema: 'agent_gateway_ext', signature: 'revoke_permission(text)' },
+  { schema: 'agent_gateway_ext', signature: 'revoke_signing_key(text)' },
+  { schema: 'agent_gateway_ext', signature: 'revoke_scope(bigint)' },
+];
+
+/** What one kind of role is granted, and what it must not already hold. */
+export interface RoleSpec {
+  /** For messages: `gateway`, `dashboard`. */
+  readonly kind: string;
+  readonly tables: readonly TableGrant[];
+  readonly functions: readonly FunctionGrant[];
+  /** Functions an existing role must not be able to run (the gateway must not revoke). */
+  readonly forbiddenFunctions: readonly FunctionGrant[];
+}
+
+/** `agent-gateway serve`: reads the registry, never writes it, never revokes. */
+export const GATEWAY_ROLE: RoleSpec = {
+  kind: 'gateway',
+  tables: GATEWAY_ROLE_GRANTS,
+  functions: [],
+  forbiddenFunctions: REVOCATION_FUNCTIONS,
+};
+
+/**
+ * `agent-gateway dashboard`: reads the registry (its views and `permission list`'s judgement) and revokes
+ * through the extension's functions; it holds no INSERT, UPDATE or DELETE on any registry table.
+ */
+export const DASHBOARD_ROLE: RoleSpec = {
+  kind: 'dashboard',
+  tables: [
+    ...REGISTRY_READS,
+    { schema: 'agent_gateway_ext', table: 'schema_version', privileges: ['SELECT'] },
+  ],
+  functions: REVOCATION_FUNCTIONS,
+  forbiddenFunctions: [],
+};
+
+/** The registry tables, which no role made here may be able to change directly. */
+const REGISTRY_TABLES = REGISTRY_READS.filter((g) => g.schema === undefined).map((g) => g.table);
 const WRITE_PRIVILEGES = ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'] as const;
 
 /** Lower-case letters, digits and `_`, as PostgreSQL folds unquoted names: no quoting surprises in URLs or psql. */
@@ -64,15 +118,25 @@ export function gatewayRoleNameProblem(name: string): string | undefined {
   );
 }
 
+/** {@link ensureRole} for the gateway's read-only role. */
+export function ensureGatewayRole(
+  sql: postgres.Sql,
+  opts: { name: string; password?: string },
+): Promise<GatewayRoleResult> {
+  return ensureRole(sql, GATEWAY_ROLE, opts);
+}
+
 /**
  * Creates the role if it does not exist (LOGIN, no other attribute), sets its password when one is given,
- * and grants exactly GATEWAY_ROLE_GRANTS plus CONNECT on this database and USAGE on their schemas.
- * Idempotent. Refuses an existing role that could write the registry or that holds administrative
- * attributes, because granting SELECT to it would not make it a read-only gateway role. One transaction,
- * under the migrations' advisory lock, so concurrent runs do not race on CREATE ROLE.
+ * and grants exactly the spec's table and function grants plus CONNECT on this database and USAGE on
+ * their schemas. Idempotent. Refuses an existing role that could write the registry (directly, through a
+ * column grant or a membership) or that holds administrative attributes, because granting to it would
+ * not make it a role of this kind. One transaction, under the migrations' advisory lock, so concurrent
+ * runs do not race on CREATE ROLE.
  */
-export async function ensureGatewayRole(
+export async function ensureRole(
   sql: postgres.Sql,
+  spec: RoleSpec,
   opts: { name: string; password?: string },
 ): Promise<GatewayRoleResult> {
   const nameProblem = gatewayRoleNameProblem(opts.name);
@@ -83,12 +147,12 @@ export async function ensureGatewayRole(
   return sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY}::bigint)`;
     const registrySchema = await registrySchemaOf(tx);
-    const grants = GATEWAY_ROLE_GRANTS.map((g) => ({ ...g, schema: g.schema ?? registrySchema }));
+    const grants = spec.tables.map((g) => ({ ...g, schema: g.schema ?? registrySchema }));
 
     const [existing] = await tx<RoleAttributes[]>`
       SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
       FROM pg_catalog.pg_roles WHERE rolname = ${role}`;
-    if (existing !== undefined) await refuseUnfitRole(tx, role, existing, registrySchema);
+    if (existing !== undefined) await refuseUnfitRole(tx, role, existing, registrySchema, spec);
 
     const password = verifier === undefined ? '' : ` PASSWORD '${verifier}'`;
     if (existing === undefined) {
@@ -129,6 +193,24 @@ export async function ensureGatewayRole(
       );
       granted.push(`${grant.privileges.join(', ')} ON ${target}`);
     }
+    for (const fn of spec.functions) {
+      const target = `${fn.schema}.${fn.signature}`;
+      if (!(await functionExists(tx, fn))) {
+        throw new GatewayRoleError(
+          `function ${target} does not exist: run \`agent-gateway migrate\` first (extension version 2 adds it)`,
+          false,
+        );
+      }
+      if (!usable.has(fn.schema)) {
+        usable.add(fn.schema);
+        await tx.unsafe(`GRANT USAGE ON SCHEMA ${quoteIdent(fn.schema)} TO ${quoteIdent(role)}`);
+        granted.push(`USAGE ON SCHEMA ${fn.schema}`);
+      }
+      await tx.unsafe(
+        `GRANT EXECUTE ON FUNCTION ${quoteIdent(fn.schema)}.${fn.signature} TO ${quoteIdent(role)}`,
+      );
+      granted.push(`EXECUTE ON FUNCTION ${target}`);
+    }
     return { role, created: existing === undefined, passwordSet: verifier !== undefined, granted, skipped };
   });
 }
@@ -146,6 +228,7 @@ async function refuseUnfitRole(
   role: string,
   attributes: RoleAttributes,
   registrySchema: string,
+  spec: RoleSpec,
 ): Promise<void> {
   const named: Array<[keyof RoleAttributes, string]> = [
     ['rolsuper', 'SUPERUSER'],
@@ -157,7 +240,7 @@ async function refuseUnfitRole(
   const held = named.filter(([key]) => attributes[key]).map(([, word]) => word);
   if (held.length > 0) {
     throw new GatewayRoleError(
-      `role ${role} already exists with ${held.join(', ')}: the gateway's role must hold no administrative ` +
+      `role ${role} already exists with ${held.join(', ')}: the ${spec.kind}'s role must hold no administrative ` +
         'attribute; choose a new role name (it is created read-only) or drop those attributes',
       false,
     );
@@ -170,15 +253,35 @@ async function refuseUnfitRole(
         SELECT has_table_privilege(${role}, ${qualified}, ${privilege}) AS has`;
       if (row?.has === true) writes.push(`${privilege} on ${table}`);
     }
+    // A column grant (UPDATE (revoked_at), say) is not a table privilege, and un-revoking needs no more.
+    for (const privilege of ['INSERT', 'UPDATE'] as const) {
+      const [row] = await tx<{ has: boolean }[]>`
+        SELECT has_any_column_privilege(${role}, ${qualified}, ${privilege}) AS has`;
+      if (row?.has === true && !writes.includes(`${privilege} on ${table}`)) {
+        writes.push(`${privilege} on columns of ${table}`);
+      }
+    }
+  }
+  for (const fn of spec.forbiddenFunctions) {
+    if (!(await functionExists(tx, fn))) continue;
+    const [row] = await tx<{ has: boolean }[]>`
+      SELECT has_function_privilege(${role}, ${`${quoteIdent(fn.schema)}.${fn.signature}`}, 'EXECUTE') AS has`;
+    if (row?.has === true) writes.push(`EXECUTE on ${fn.schema}.${fn.signature}`);
   }
   if (writes.length > 0) {
     throw new GatewayRoleError(
       `role ${role} already exists and can change the registry (${writes.join(', ')}), directly, through a ` +
-        'role it is a member of, or as an owner: the gateway must not be able to write its trust root; choose ' +
+        `role it is a member of, or as an owner: the ${spec.kind} must not be able to do that; choose ` +
         'a new role name or revoke those privileges',
       false,
     );
   }
+}
+
+async function functionExists(tx: postgres.TransactionSql, fn: FunctionGrant): Promise<boolean> {
+  const [row] = await tx<{ present: boolean }[]>`
+    SELECT to_regprocedure(${`${quoteIdent(fn.schema)}.${fn.signature}`}) IS NOT NULL AS present`;
+  return row?.present === true;
 }
 
 /** The schema holding the registry (where migrate created agent_gateway_schema_version). */

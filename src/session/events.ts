@@ -162,6 +162,8 @@ export interface OperatorAction {
   readonly role: string;
   /** `ip:port` of the operator's client. */
   readonly peer: string;
+  /** The person a tool says it acts for (the dashboard's logged-in operator); claimed, for the record. */
+  readonly operator?: string;
   readonly target: Readonly<Record<string, string>>;
   readonly result: Readonly<Record<string, string | number>>;
 }

@@ -77,6 +77,39 @@ async function stopWithCtrlC(demo: RunningDemo, dir = stateDir): Promise<void> {
   assert.equal(existsSync(join(dir, 'pgdata', 'postmaster.pid')), false, 'PostgreSQL stopped too');
 }
 
+/**
+ * The printed dashboard URL answers, refuses the API without a login, and the printed admin token logs in
+ * to a dashboard that watches the demo's gateway (it saw the tunnels just made).
+ */
+async function dashboardLogsIn(output: string): Promise<void> {
+  const url = /^ {2}dashboard +(http:\/\/127\.0\.0\.1:\d+)\//m.exec(output)?.[1];
+  const token = /log in with the admin token +([0-9a-f]{32})$/m.exec(output)?.[1];
+  assert.ok(
+    url !== undefined && token !== undefined,
+    `the dashboard's URL and login are printed:\n${output}`,
+  );
+  assert.equal((await fetch(`${url}/api/state`)).status, 401);
+  const login = await fetch(`${url}/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: url },
+    body: new URLSearchParams({ token, name: 'demo-test' }).toString(),
+  });
+  assert.equal(login.status, 303);
+  const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  // Its stream to the gateway opens within moments of the start; bounded wait.
+  let gateways: Array<[string, boolean]> = [];
+  for (let i = 0; i < 50; i++) {
+    const state = (await (await fetch(`${url}/api/state`, { headers: { cookie } })).json()) as {
+      gateways: Array<{ gateway: string; connected: boolean }>;
+    };
+    gateways = state.gateways.map((g) => [g.gateway, g.connected]);
+    if (gateways.every(([, connected]) => connected)) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.deepEqual(gateways, [['demo-gateway', true]]);
+}
+
 test('the demo prints a curl that succeeds and one that gets 403, stops on Ctrl-C, and reuses its state', {
   timeout: 300_000,
 }, async () => {
@@ -101,6 +134,8 @@ test('the demo prints a curl that succeeds and one that gets 403, stops on Ctrl-
   assert.equal(overH2.code, 0, overH2.stderr);
   assert.equal(overH2.stderr.match(/HTTP\/2 CONNECT 127\.0\.0\.1:\d+ -> 200/g)?.length, 3);
   assert.equal(overH2.stdout.match(/reached me through the gateway/g)?.length, 3);
+
+  await dashboardLogsIn(first.output);
 
   const logPath = join(stateDir, 'gateway.log');
   assert.match(first.output, /gateway\.log/);

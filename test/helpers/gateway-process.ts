@@ -67,12 +67,23 @@ export async function writeGatewayConfig(input: GatewayConfigInput): Promise<str
   return path;
 }
 
-/** Starts `agent-gateway serve --config FILE` as a child process and waits for `listening`. */
-export async function startGatewayProcess(
-  configPath: string,
-  env: NodeJS.ProcessEnv = {},
-): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [...CLI_ARGV, 'serve', '--config', configPath], {
+/** A CLI command in a child process whose stdout is JSON log lines, collected as they arrive. */
+export interface JsonLineProcess {
+  readonly child: ChildProcess;
+  readonly logs: LogLine[];
+  readonly stderr: () => string;
+  /** Resolves with the first log line (already seen or future) that matches. */
+  waitForLog(predicate: (line: LogLine) => boolean, what?: string): Promise<LogLine>;
+  exited: Promise<number | null>;
+}
+
+/** Runs `agent-gateway ARGS…` (the built CLI) with `env` added, reading its JSON log lines. */
+export function spawnJsonLineProcess(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  name: string,
+): JsonLineProcess {
+  const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
@@ -110,19 +121,28 @@ export async function startGatewayProcess(
     return new Promise((resolve, reject) => {
       waiters.push({ predicate, resolve });
       void exited.then((code) =>
-        reject(new Error(`gateway exited (code ${code}) before ${what}; stderr: ${stderr}`)),
+        reject(new Error(`${name} exited (code ${code}) before ${what}; stderr: ${stderr}`)),
       );
     });
   };
+  return { child, logs, stderr: () => stderr, waitForLog, exited };
+}
 
-  const listening = await waitForLog((l) => l.msg === 'listening', 'listening');
+/** Starts `agent-gateway serve --config FILE` as a child process and waits for `listening`. */
+export async function startGatewayProcess(
+  configPath: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<GatewayProcess> {
+  const p = spawnJsonLineProcess(['serve', '--config', configPath], env, 'gateway');
+  const { child, exited } = p;
+  const listening = await p.waitForLog((l) => l.msg === 'listening', 'listening');
   const port = Number(String(listening['listen_addr']).split(':').pop());
   return {
     child,
     port,
-    logs,
-    stderr: () => stderr,
-    waitForLog,
+    logs: p.logs,
+    stderr: p.stderr,
+    waitForLog: p.waitForLog,
     exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -296,7 +296,7 @@ describe('the agent_gateway_ext extension', () => {
     assert.deepEqual(result.extension, {
       from: 0,
       to: EXTENSION_VERSION,
-      applied: ['0001_live_authorization.sql'],
+      applied: ['0001_live_authorization.sql', '0002_dashboard_revocation.sql'],
     });
     assert.equal(await readVersion(sql), 1);
     assert.equal(await readExtensionVersion(sql), EXTENSION_VERSION);
@@ -322,12 +322,14 @@ describe('the agent_gateway_ext extension', () => {
   test('its files apply with psql -f semantics, twice, after the registry file', async () => {
     const { sql } = await unmigrated();
     const dir = defaultMigrationsDir();
-    for (const file of ['0001_initial.sql', 'extension/0001_live_authorization.sql']) {
+    const extension = (await readdir(join(dir, 'extension'))).filter((f) => f.endsWith('.sql')).sort();
+    assert.equal(extension.length, EXTENSION_VERSION);
+    for (const file of ['0001_initial.sql', ...extension.map((f) => `extension/${f}`)]) {
       const text = await readFile(join(dir, file), 'utf8');
       await sql.unsafe(text).simple();
       await sql.unsafe(text).simple();
     }
-    assert.equal(await readExtensionVersion(sql), 1);
+    assert.equal(await readExtensionVersion(sql), EXTENSION_VERSION);
     assert.equal((await migrate(sql)).extension.applied.length, 0);
   });
 

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { isPkcs11Uri } from '../../pkcs11/uri.js';
 import { spkiFingerprint } from '../../pki/fingerprint.js';
 import { generateP256KeyPair } from '../../pki/keys.js';
+import { type WindowStatusRow, windowStatusColumns } from '../../registry/window-status.js';
 import { registerSigningKey, revokeSigningKey } from '../../registry/writer.js';
 import { type Io, runCommand } from './action.js';
 import { usageError } from './errors.js';
@@ -21,7 +22,6 @@ import { withRegistry } from './registry-session.js';
 import { runRevocation } from './revocation.js';
 import { addTokenOptions, createTokenSigningKey, keyFlagSecrets, loadSigningKey } from './signing-keys.js';
 import { formatFields, printList, shortFingerprint } from './table.js';
-import { type WindowStatusRow, windowStatusColumns } from './window-status.js';
 
 export interface CreateKeyOptions {
   out: string;

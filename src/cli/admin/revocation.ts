@@ -1,18 +1,11 @@
 import type postgres from 'postgres';
-import { canonicalTimestampSql } from '../../registry/canonical.js';
+import { type RevocableKind, revokedAt } from '../../registry/revocation.js';
 import { type Io, runCommand } from './action.js';
 import { failure } from './errors.js';
 import { withRegistry } from './registry-session.js';
 
-/** The three revocable kinds of row, and how each is found by its id. */
-const TABLES = {
-  'signing key': { table: 'principal_signing_keys', id: 'key_id' },
-  scope: { table: 'principal_key_permissions', id: 'id::text' },
-  permission: { table: 'permission_registry', id: 'permission_id' },
-} as const;
-
 export interface Revocation {
-  readonly kind: keyof typeof TABLES;
+  readonly kind: RevocableKind;
   readonly id: string;
   /** Sets revoked_at if it is not set; true when it did. */
   readonly revoke: (sql: postgres.Sql) => Promise<boolean>;
@@ -46,11 +39,7 @@ export async function revokeAndReport(
     io.out(`revoked ${name}: ${consequence}\n`);
     return;
   }
-  const { table, id: idColumn } = TABLES[kind];
-  const [row] = await sql.unsafe<{ revoked_at: string | null }[]>(
-    `SELECT ${canonicalTimestampSql('revoked_at')} AS revoked_at FROM ${table} WHERE ${idColumn} = $1`,
-    [id],
-  );
-  if (row === undefined) throw failure(`there is no ${name}`);
-  io.out(`${name} was already revoked at ${row.revoked_at}\n`);
+  const at = await revokedAt(sql, kind, id);
+  if (at === undefined) throw failure(`there is no ${name}`);
+  io.out(`${name} was already revoked at ${at}\n`);
 }

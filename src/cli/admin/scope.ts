@@ -1,5 +1,6 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { DESTINATION_FORMS, normalizeDestination } from '../../destination/normalize.js';
+import { type WindowStatusRow, windowStatusColumns } from '../../registry/window-status.js';
 import { grantScope, revokeScope, revokeScopesFor } from '../../registry/writer.js';
 import { type Io, runCommand } from './action.js';
 import { failure, usageError } from './errors.js';
@@ -15,7 +16,6 @@ import {
 import { withRegistry } from './registry-session.js';
 import { revokeAndReport } from './revocation.js';
 import { formatFields, printList } from './table.js';
-import { type WindowStatusRow, windowStatusColumns } from './window-status.js';
 
 export interface ScopeGrantOptions extends WindowOptions {
   keyId: string;

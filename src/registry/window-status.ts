@@ -1,4 +1,4 @@
-import { canonicalTimestampSql } from '../../registry/canonical.js';
+import { canonicalTimestampSql } from './canonical.js';
 
 /**
  * SQL for a key or scope row's state on the database clock, in the same words `permission list` uses,
