@@ -6,7 +6,10 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
+import type { TlsMaterial } from '../config/tls-material.js';
 import { formatPeer } from '../proxy/connection-info.js';
+import { listenOn } from '../proxy/listen.js';
 import { permits, type Role } from './auth.js';
 import { AdminRequestError, sendError } from './http-json.js';
 
@@ -33,8 +36,10 @@ export interface AdminRoute {
 export interface AdminServerOptions {
   readonly host: string;
   readonly port: number;
-  /** PEM; absent: plain HTTP (the config allows that on loopback only). */
-  readonly tls?: { readonly certPem: Buffer; readonly keyPem: Buffer };
+  /** SO_REUSEPORT, as the agents' listener (server.reuse_port): a rolling restart needs both ports. */
+  readonly reusePort: boolean;
+  /** Certificate and key; absent: plain HTTP (the config allows that on loopback only). */
+  readonly tls?: TlsMaterial;
   /** The role a request carries (bearer token; the dashboard adds its session cookie). */
   readonly authenticate: (req: IncomingMessage) => Role | undefined;
   /** An unexpected failure inside a route (the answer is a 500 with a code, never a crash). */
@@ -49,20 +54,32 @@ export interface AdminServerOptions {
  */
 export class AdminServer {
   private readonly routes: AdminRoute[] = [];
+  private tls: TlsMaterial | undefined;
   readonly server: Server;
 
   constructor(private readonly options: AdminServerOptions) {
+    this.tls = options.tls;
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.dispatch(req, res);
     const common = { requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16 * 1024 };
     this.server =
       options.tls === undefined
         ? createHttpServer(common, handler)
-        : createHttpsServer(
-            { ...common, cert: options.tls.certPem, key: options.tls.keyPem, minVersion: 'TLSv1.2' },
-            handler,
-          );
+        : createHttpsServer({ ...common, ...adminContextOptions(options.tls) }, handler);
     // A browser tab or a scraper needs a few connections; the cap keeps a local client from exhausting fds.
     this.server.maxConnections = 256;
+  }
+
+  /** The certificate new TLS handshakes get; undefined for plain HTTP. */
+  get certificate(): TlsMaterial | undefined {
+    return this.tls;
+  }
+
+  /** SIGHUP: new handshakes get this certificate and key; open connections keep theirs. */
+  setCertificate(material: TlsMaterial): void {
+    if (this.tls === undefined) throw new Error('the admin listener runs without TLS');
+    // The same context options as at start (see the constructor): setSecureContext keeps nothing else.
+    (this.server as unknown as TlsServer).setSecureContext(adminContextOptions(material));
+    this.tls = material;
   }
 
   add(...routes: AdminRoute[]): void {
@@ -70,13 +87,8 @@ export class AdminServer {
   }
 
   listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host: this.options.host, port: this.options.port }, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    const { host, port, reusePort } = this.options;
+    return listenOn(this.server, { host, port, reusePort });
   }
 
   close(): Promise<void> {
@@ -130,6 +142,10 @@ export class AdminServer {
       sendError(res, new AdminRequestError('ADMIN_INTERNAL', 'internal error; see the gateway log'));
     }
   }
+}
+
+function adminContextOptions(material: TlsMaterial) {
+  return { cert: material.certPem, key: material.keyPem, minVersion: 'TLSv1.2' } as const;
 }
 
 function methods(routes: readonly AdminRoute[]): string {

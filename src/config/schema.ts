@@ -51,6 +51,12 @@ export const serverSchema = z.strictObject({
   max_connections_per_source: positiveInt().max(1_000_000).default(1_000),
   /** Upper bound on any tunnel's life, whatever its permission says; 0 = unlimited. */
   max_tunnel_lifetime_s: nonNegativeInt().max(31_536_000).default(0),
+  /**
+   * SO_REUSEPORT on the agents' and the admin listener: a new gateway process can bind the same ports
+   * while the old one drains (rolling restart without refused connections). false: a second process on
+   * the port fails with EADDRINUSE instead of sharing it.
+   */
+  reuse_port: z.boolean({ error: 'must be true or false' }).default(true),
 });
 
 export const observabilitySchema = z.strictObject({

@@ -38,6 +38,7 @@ export async function startAdmin(deps: {
   const server = new AdminServer({
     host: listen.host,
     port: listen.port,
+    reusePort: deps.loaded.config.server.reuse_port,
     ...(tls ? { tls } : {}),
     authenticate: (req) => authority.roleOf(req.headers.authorization),
     onError: (error, route) =>
