@@ -67,12 +67,16 @@ export async function writeGatewayConfig(input: GatewayConfigInput): Promise<str
   return path;
 }
 
-/** Starts `agent-gateway serve --config FILE` as a child process and waits for `listening`. */
+/**
+ * Starts `agent-gateway serve --config FILE` as a child process and waits for `listening`. `cli` is how
+ * node runs the CLI: as its shebang does (the default), or e.g. `[CLI_PATH]` for `node dist/cli/main.js`.
+ */
 export async function startGatewayProcess(
   configPath: string,
   env: NodeJS.ProcessEnv = {},
+  cli: readonly string[] = CLI_ARGV,
 ): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [...CLI_ARGV, 'serve', '--config', configPath], {
+  const child = spawn(process.execPath, [...cli, 'serve', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
