@@ -4,6 +4,7 @@ import { copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { roundTrip } from '../helpers/clients.js';
 import { freshDatabase } from '../helpers/db.js';
 import type { GatewayProcess, LogLine } from '../helpers/gateway-process.js';
 import { startEchoServer } from '../helpers/loopback-servers.js';
@@ -18,23 +19,6 @@ import {
 } from '../helpers/sidecar-process.js';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
-
-/** One round trip through an open tunnel to the echo server. */
-function echoes(stream: Duplex, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const onData = (chunk: Buffer) => {
-      got += chunk.toString();
-      if (got.length < text.length) return;
-      stream.off('data', onData);
-      resolve(got);
-    };
-    stream.on('data', onData);
-    stream.once('error', reject);
-    stream.resume();
-    stream.write(text);
-  });
-}
 
 /**
  * SIGHUP makes the sidecar present a rotated agent certificate and key: new tunnels go over a new gateway
@@ -118,7 +102,7 @@ describe('sidecar credentials rotation on SIGHUP', () => {
   test('new tunnels present the new key at once; the open tunnel keeps flowing on the old connection', async () => {
     const before = await tunnel();
     assert.equal(before.spki, sha256(oldAgent.spkiDer));
-    assert.equal(await echoes(before.socket, 'before'), 'before');
+    assert.equal(await roundTrip(before.socket, 'before'), 'before');
 
     await writeFile(certPath, newAgent.certPem);
     await writeFile(keyPath, newAgent.keyPem, { mode: 0o600 });
@@ -136,9 +120,12 @@ describe('sidecar credentials rotation on SIGHUP', () => {
 
     const after = await tunnel();
     assert.equal(after.spki, sha256(newAgent.spkiDer), 'the new tunnel is allowed for the new key');
-    assert.equal(await echoes(after.socket, 'after'), 'after');
+    assert.equal(await roundTrip(after.socket, 'after'), 'after');
     // The tunnel from before the reload: bytes both ways, on the old connection.
-    assert.equal(await echoes(before.socket, 'old tunnel after the reload'), 'old tunnel after the reload');
+    assert.equal(
+      await roundTrip(before.socket, 'old tunnel after the reload'),
+      'old tunnel after the reload',
+    );
     assert.ok(
       !sidecar.logs.some((l) => l.msg === 'gateway disconnected'),
       'the old connection stays while it carries a tunnel',
@@ -150,7 +137,7 @@ describe('sidecar credentials rotation on SIGHUP', () => {
       (l) => sidecar.logs.indexOf(l) >= mark && l.msg === 'gateway disconnected',
     );
     assert.equal(gone['reason'], 'replaced: new credentials');
-    assert.equal(await echoes(after.socket, 'still'), 'still');
+    assert.equal(await roundTrip(after.socket, 'still'), 'still');
     after.socket.end();
   });
 
@@ -162,7 +149,7 @@ describe('sidecar credentials rotation on SIGHUP', () => {
     assert.match(String((failed['problems'] as string[])[0]), /does not match the private key/);
     const t = await tunnel();
     assert.equal(t.spki, sha256(newAgent.spkiDer));
-    assert.equal(await echoes(t.socket, 'kept'), 'kept');
+    assert.equal(await roundTrip(t.socket, 'kept'), 'kept');
     t.socket.end();
     await writeFile(keyPath, newAgent.keyPem, { mode: 0o600 });
     const fixed = await hangUp();

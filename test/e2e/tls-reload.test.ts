@@ -3,11 +3,10 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { copyFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { createServerCertificate, type IssuedCertificate } from '../../src/pki/certificates.js';
-import { type ClientTls, h2Connect, h2Session, http1Connect } from '../helpers/clients.js';
+import { type ClientTls, h2Connect, h2Session, http1Connect, roundTrip } from '../helpers/clients.js';
 import { freshDatabase } from '../helpers/db.js';
 import {
   type GatewayProcess,
@@ -41,23 +40,6 @@ function servedCertificate(port: number, tls: ClientTls): Promise<string> {
       else resolve(createHash('sha256').update(raw).digest('hex'));
     });
     socket.once('error', reject);
-  });
-}
-
-/** One round trip through an open tunnel to the echo server. */
-function echoes(stream: Duplex, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const onData = (chunk: Buffer) => {
-      got += chunk.toString();
-      if (got.length < text.length) return;
-      stream.off('data', onData);
-      resolve(got);
-    };
-    stream.on('data', onData);
-    stream.once('error', reject);
-    stream.resume();
-    stream.write(text);
   });
 }
 
@@ -126,8 +108,8 @@ describe('server certificate rotation on SIGHUP', () => {
     try {
       const h2 = await h2Connect(session, destination);
       assert.equal(h2.status, 200);
-      assert.equal(await echoes(h1.socket, 'h1 before'), 'h1 before');
-      assert.equal(await echoes(h2.stream, 'h2 before'), 'h2 before');
+      assert.equal(await roundTrip(h1.socket, 'h1 before'), 'h1 before');
+      assert.equal(await roundTrip(h2.stream, 'h2 before'), 'h2 before');
 
       // In place, as most rotation tools do: same paths, new contents.
       await writeFile(certPath, rotated.certPem);
@@ -140,16 +122,16 @@ describe('server certificate rotation on SIGHUP', () => {
 
       assert.equal(await servedCertificate(gateway.port, tls), sha256Of(rotated.certPem));
       // The tunnels opened under the old certificate: bytes both ways after the reload.
-      assert.equal(await echoes(h1.socket, 'h1 after the reload'), 'h1 after the reload');
-      assert.equal(await echoes(h2.stream, 'h2 after the reload'), 'h2 after the reload');
+      assert.equal(await roundTrip(h1.socket, 'h1 after the reload'), 'h1 after the reload');
+      assert.equal(await roundTrip(h2.stream, 'h2 after the reload'), 'h2 after the reload');
       // A new CONNECT on the HTTP/2 connection from before the reload works too.
       const again = await h2Connect(session, destination);
       assert.equal(again.status, 200);
-      assert.equal(await echoes(again.stream, 'new stream, old connection'), 'new stream, old connection');
+      assert.equal(await roundTrip(again.stream, 'new stream, old connection'), 'new stream, old connection');
       // And a tunnel on a connection made with the new certificate, verified against the CA.
       const fresh = await http1Connect(gateway.port, tls, destination);
       assert.equal(fresh.status, 200);
-      assert.equal(await echoes(fresh.socket, 'new connection'), 'new connection');
+      assert.equal(await roundTrip(fresh.socket, 'new connection'), 'new connection');
       for (const s of [h1.socket, fresh.socket]) s.destroy();
     } finally {
       session.close();
@@ -193,7 +175,7 @@ describe('server certificate rotation on SIGHUP', () => {
       /^server\.tls_cert_path: .* is not a PEM certificate/,
     );
     assert.equal(await servedCertificate(gateway.port, tls), sha256Of(pki.server.certPem));
-    assert.equal(await echoes(h1.socket, 'still open'), 'still open');
+    assert.equal(await roundTrip(h1.socket, 'still open'), 'still open');
     h1.socket.destroy();
     // Put right: applied on the next SIGHUP.
     await writeFile(certPath, rotated.certPem);

@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { handleReloadAndIgnoredSignals } from '../../src/cli/process-signals.js';
+
+// Node's test runner turns on diagnostic reports on SIGUSR2 in the test process: an emitted SIGUSR2
+// would write a report file into the working directory.
+let reportOnSignal = false;
+before(() => {
+  reportOnSignal = process.report.reportOnSignal;
+  process.report.reportOnSignal = false;
+});
+after(() => {
+  process.report.reportOnSignal = reportOnSignal;
+});
 
 // process.emit runs the listeners without sending a real signal to the test process.
 const emit = (signal: NodeJS.Signals) =>
@@ -95,7 +106,7 @@ test('a reload that throws is reported and the next SIGHUP still reloads', async
 });
 
 test('cancel (start-up failed) drops queued reloads and removes the listeners', async () => {
-  const before = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'].map((s) => process.listenerCount(s));
+  const counts = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'].map((s) => process.listenerCount(s));
   const r = recorder();
   emit('SIGHUP');
   r.signals.cancel();
@@ -103,6 +114,6 @@ test('cancel (start-up failed) drops queued reloads and removes the listeners', 
   assert.deepEqual(r.reloaded, []);
   assert.deepEqual(
     ['SIGHUP', 'SIGUSR1', 'SIGUSR2'].map((s) => process.listenerCount(s)),
-    before,
+    counts,
   );
 });
