@@ -37,6 +37,13 @@ export const serverSchema = z.strictObject({
     .min(65_535)
     .max(2 ** 31 - 1)
     .default(1_048_576),
+  /**
+   * HTTP/2: how many RST_STREAM frames a client may send in a burst, and how many per second after
+   * it, before its connection is ended with GOAWAY (nghttp2's reset rate limit, CVE-2023-44487
+   * "rapid reset"). A reset stream is free for the client and not for the gateway.
+   */
+  h2_reset_burst: positiveInt().max(100_000).default(1000),
+  h2_reset_rate_per_s: positiveInt().max(100_000).default(33),
   /** HTTP/2: connection-level receive window (bytes). */
   h2_connection_window_bytes: positiveInt()
     .min(65_535)

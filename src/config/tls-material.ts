@@ -97,7 +97,8 @@ export async function readTlsMaterial(files: TlsFiles, table = 'server'): Promis
       certPem,
       keyPem,
       leafSha256: createHash('sha256').update(leaf.raw).digest('hex'),
-      leafNotAfter: leaf.validToDate.toISOString(),
+      // Parsed from validTo, not validToDate: the benchmarks also start the gateway on Node 20 (no validToDate).
+      leafNotAfter: new Date(leaf.validTo).toISOString(),
     },
   };
 }

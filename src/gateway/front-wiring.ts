@@ -44,6 +44,8 @@ export function createFronts(deps: {
     streamWindowBytes: config.server.h2_stream_window_bytes,
     connectionWindowBytes: config.server.h2_connection_window_bytes,
     maxHeaderListBytes: 16 * 1024,
+    resetBurst: config.server.h2_reset_burst,
+    resetRatePerS: config.server.h2_reset_rate_per_s,
     streamWindowFor: (identity) =>
       identity === null
         ? config.server.h2_stream_window_bytes
