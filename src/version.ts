@@ -32,3 +32,15 @@ function readVersion(): string {
   }
   return version;
 }
+
+/**
+ * The versions the `listening` lines name: this package's, and the runtime's (Node, and the OpenSSL it
+ * was built with, which does the TLS). Read from the running process, so they say what actually runs.
+ */
+export function runningVersions(): { version: string; node_version: string; openssl_version: string } {
+  return {
+    version: packageVersion(),
+    node_version: process.versions.node,
+    openssl_version: process.versions.openssl,
+  };
+}

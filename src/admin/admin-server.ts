@@ -6,7 +6,10 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
+import type { TlsMaterial } from '../config/tls-material.js';
 import { formatPeer } from '../proxy/connection-info.js';
+import { listenOn } from '../proxy/listen.js';
 import { type Credential, permits, type Role } from './auth.js';
 import { AdminRequestError, sendError } from './http-json.js';
 
@@ -37,10 +40,10 @@ export interface AdminRoute {
 export interface AdminServerOptions {
   readonly host: string;
   readonly port: number;
-  /** PEM; absent: plain HTTP (the config allows that on loopback only). */
-  readonly tls?: {
-    readonly certPem: Buffer;
-    readonly keyPem: Buffer;
+  /** SO_REUSEPORT, as the agents' listener (server.reuse_port): a rolling restart needs both ports. */
+  readonly reusePort?: boolean;
+  /** Certificate and key; absent: plain HTTP (the config allows that on loopback only). */
+  readonly tls?: TlsMaterial & {
     /** Ask for a client certificate (none is required and no CA is trusted: `authenticate` decides). */
     readonly requestCert?: boolean;
   };
@@ -63,26 +66,41 @@ export interface AdminServerOptions {
 export class AdminServer {
   private readonly routes: AdminRoute[] = [];
   private readonly closing: Array<() => void> = [];
+  private tls: TlsMaterial | undefined;
   readonly server: Server;
 
   constructor(private readonly options: AdminServerOptions) {
+    this.tls = options.tls;
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.dispatch(req, res);
     const common = { requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16 * 1024 };
     this.server =
       options.tls === undefined
         ? createHttpServer(common, handler)
-        : createHttpsServer(
-            {
-              ...common,
-              cert: options.tls.certPem,
-              key: options.tls.keyPem,
-              minVersion: 'TLSv1.2',
-              ...(options.tls.requestCert === true ? { requestCert: true, rejectUnauthorized: false } : {}),
-            },
-            handler,
-          );
+        : createHttpsServer({ ...common, ...this.contextOptions(options.tls) }, handler);
     // A browser tab or a scraper needs a few connections; the cap keeps a local client from exhausting fds.
     this.server.maxConnections = 256;
+  }
+
+  /** The certificate new TLS handshakes get; undefined for plain HTTP. */
+  get certificate(): TlsMaterial | undefined {
+    return this.tls;
+  }
+
+  /** SIGHUP: new handshakes get this certificate and key; open connections keep theirs. */
+  setCertificate(material: TlsMaterial): void {
+    if (this.tls === undefined) throw new Error('the admin listener runs without TLS');
+    // The same context options as at start (see the constructor): setSecureContext keeps nothing else.
+    (this.server as unknown as TlsServer).setSecureContext(this.contextOptions(material));
+    this.tls = material;
+  }
+
+  private contextOptions(material: TlsMaterial) {
+    return {
+      cert: material.certPem,
+      key: material.keyPem,
+      minVersion: 'TLSv1.2',
+      ...(this.options.tls?.requestCert === true ? { requestCert: true, rejectUnauthorized: false } : {}),
+    } as const;
   }
 
   add(...routes: AdminRoute[]): void {
@@ -95,13 +113,8 @@ export class AdminServer {
   }
 
   listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host: this.options.host, port: this.options.port }, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    const { host, port, reusePort } = this.options;
+    return listenOn(this.server, { host, port, reusePort: reusePort === true });
   }
 
   close(): Promise<void> {

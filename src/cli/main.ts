@@ -5,10 +5,14 @@
  * explanation instead of a syntax or import error from deep inside a dependency.
  *
  * `--disable-sigusr1` in the shebang: without it SIGUSR1 opens the inspector on 127.0.0.1:9229 inside a
- * process that holds the TLS key and the registry URL. Launches that bypass the shebang are covered by
- * the SIGUSR1 listener that `serve` and `sidecar` install (see cli/process-signals.ts).
+ * process that holds the TLS key and the registry URL. Launches that bypass the shebang
+ * (`node dist/cli/main.js`) are covered by a SIGUSR1 listener, installed here before anything else runs;
+ * `serve` and `sidecar` add their logging ones (cli/process-signals.ts).
  */
+import { muteInspectorSignal } from './process-signals.js';
 import { runtimeProblem } from './runtime-check.js';
+
+muteInspectorSignal();
 
 const problem = runtimeProblem(process.versions.node, process.env);
 if (problem !== undefined) {

@@ -3,6 +3,7 @@ import { loadConfig } from '../config/load.js';
 import { startGateway } from '../gateway/gateway.js';
 import { LogEvent } from '../observability/events.js';
 import { createLogger, flushLogger, type Logger } from '../observability/logger.js';
+import { handleReloadAndIgnoredSignals } from './process-signals.js';
 import { deferStopSignals } from './stop-signals.js';
 
 type Gateway = Awaited<ReturnType<typeof startGateway>>;
@@ -10,8 +11,9 @@ type Gateway = Awaited<ReturnType<typeof startGateway>>;
 /**
  * `agent-gateway serve`: load and validate the config (exit 2 on a bad one), start the gateway
  * (exit 1 if it cannot start, e.g. registry unreachable or at the wrong schema version), re-read the
- * config on SIGHUP (rate limits apply at once; a bad file is logged and the old config kept), and
- * drain on SIGINT/SIGTERM within server.shutdown_grace_s, then exit 0.
+ * config and the TLS certificates on SIGHUP (rate limits and certificates apply at once; a bad file is
+ * logged and the old config kept), ignore SIGUSR1/SIGUSR2, and drain on SIGINT/SIGTERM within
+ * server.shutdown_grace_s, then exit 0.
  */
 export async function runServe(configPath: string): Promise<number> {
   let loaded: Awaited<ReturnType<typeof loadConfig>>;
@@ -32,33 +34,24 @@ export async function runServe(configPath: string): Promise<number> {
       'OTLP export is not implemented; trace ids are logged only',
     );
   }
-  // Listening for SIGHUP before the slow start replaces Node's default (exit) at once; reloads queue
-  // up behind the start and behind each other.
-  let started: (gateway: Gateway | undefined) => void = () => {};
-  let reloads: Promise<Gateway | undefined> = new Promise((resolve) => {
-    started = resolve;
+  // Installed before the slow start: SIGHUP, SIGUSR1 and SIGUSR2 must not kill the process (Node's
+  // defaults) in the gap either; a SIGHUP then queues its reload behind the start.
+  const signals = handleReloadAndIgnoredSignals<Gateway>({
+    log: (signal, what) =>
+      logger.info({ signal }, what === 'ignored' ? LogEvent.signalIgnored : LogEvent.signalReceived),
+    reload: (gateway) => reloadConfig(configPath, gateway, logger),
+    reloadCrashed: (error) =>
+      logger.error({ config_path: configPath, problems: [String(error)] }, LogEvent.configReloadFailed),
   });
-  let stopping = false;
-  const onHangup = () => {
-    logger.info({ signal: 'SIGHUP' }, LogEvent.signalReceived);
-    // Still handled while draining, so that a SIGHUP then does not kill the process (Node's default).
-    if (stopping) return;
-    reloads = reloads.then(async (gateway) => {
-      if (gateway !== undefined) await reloadConfig(configPath, gateway, logger);
-      return gateway;
-    });
-  };
-  process.on('SIGHUP', onHangup);
   // Likewise SIGINT/SIGTERM: the `listening` line can reach a supervisor before start() returns here,
   // and a stop signal in that gap must drain the gateway, not kill it with Node's default action.
   const early = deferStopSignals();
   let gateway: Gateway;
   try {
     gateway = await startGateway(loaded, { logger });
-    started(gateway);
+    signals.started(gateway);
   } catch (err) {
-    started(undefined);
-    process.off('SIGHUP', onHangup);
+    signals.cancel();
     early.cancel();
     logger.fatal({ error: (err as Error).message }, LogEvent.startupFailed);
     await flushLogger(logger);
@@ -69,7 +62,7 @@ export async function runServe(configPath: string): Promise<number> {
   return new Promise<number>((resolve) => {
     early.onStop((signal) => {
       logger.info({ signal }, LogEvent.signalReceived);
-      stopping = true;
+      signals.stopping();
       gateway
         .shutdown(graceMs)
         .then(() => flushLogger(logger))
@@ -88,5 +81,5 @@ async function reloadConfig(configPath: string, gateway: Gateway, logger: Logger
     logger.error({ config_path: configPath, problems }, LogEvent.configReloadFailed);
     return;
   }
-  gateway.reload(next);
+  await gateway.reload(next);
 }

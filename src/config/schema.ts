@@ -37,6 +37,13 @@ export const serverSchema = z.strictObject({
     .min(65_535)
     .max(2 ** 31 - 1)
     .default(1_048_576),
+  /**
+   * HTTP/2: how many RST_STREAM frames a client may send in a burst, and how many per second after
+   * it, before its connection is ended with GOAWAY (nghttp2's reset rate limit, CVE-2023-44487
+   * "rapid reset"). A reset stream is free for the client and not for the gateway.
+   */
+  h2_reset_burst: positiveInt().max(100_000).default(1000),
+  h2_reset_rate_per_s: positiveInt().max(100_000).default(33),
   /** HTTP/2: connection-level receive window (bytes). */
   h2_connection_window_bytes: positiveInt()
     .min(65_535)
@@ -51,6 +58,12 @@ export const serverSchema = z.strictObject({
   max_connections_per_source: positiveInt().max(1_000_000).default(1_000),
   /** Upper bound on any tunnel's life, whatever its permission says; 0 = unlimited. */
   max_tunnel_lifetime_s: nonNegativeInt().max(31_536_000).default(0),
+  /**
+   * SO_REUSEPORT on the agents' and the admin listener: a new gateway process can bind the same ports
+   * while the old one drains (rolling restart without refused connections). false: a second process on
+   * the port fails with EADDRINUSE instead of sharing it.
+   */
+  reuse_port: z.boolean({ error: 'must be true or false' }).default(true),
 });
 
 export const observabilitySchema = z.strictObject({

@@ -1,4 +1,4 @@
-import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { describeFsError, describePath } from './files.js';
@@ -19,6 +19,10 @@ export interface TlsMaterial {
   readonly certPem: Buffer;
   /** PEM, unencrypted. Secret. */
   readonly keyPem: Buffer;
+  /** SHA-256 of the leaf certificate's DER (lower-case hex), to name the certificate in logs. */
+  readonly leafSha256: string;
+  /** The leaf's notAfter, ISO-8601. */
+  readonly leafNotAfter: string;
 }
 
 export type TlsMaterialResult = { ok: true; material: TlsMaterial } | { ok: false; problems: string[] };
@@ -87,7 +91,16 @@ export async function readTlsMaterial(files: TlsFiles, table = 'server'): Promis
       ],
     };
   }
-  return { ok: true, material: { certPem, keyPem } };
+  return {
+    ok: true,
+    material: {
+      certPem,
+      keyPem,
+      leafSha256: createHash('sha256').update(leaf.raw).digest('hex'),
+      // Parsed from validTo, not validToDate: the benchmarks also start the gateway on Node 20 (no validToDate).
+      leafNotAfter: new Date(leaf.validTo).toISOString(),
+    },
+  };
 }
 
 /** readTlsMaterial for callers that cannot go on without the files (the gateway's start). */

@@ -43,6 +43,7 @@ export async function startAdmin(deps: {
   const server = new AdminServer({
     host: listen.host,
     port: listen.port,
+    reusePort: deps.loaded.config.server.reuse_port,
     ...(tls ? { tls } : {}),
     authenticate: (req) => tokenCredential(authority.roleOf(req.headers.authorization)),
     onError: (error, route) =>

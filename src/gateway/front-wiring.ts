@@ -17,6 +17,10 @@ export interface Fronts {
   readonly http2: Http2Front;
   /** Every TLS connection handed to a front end and not yet closed (shutdown walks them). */
   readonly sockets: ReadonlySet<TLSSocket>;
+  /** The certificate and key new handshakes get. */
+  readonly certificate: TlsMaterial;
+  /** SIGHUP: new handshakes get `material`; open connections and their tunnels are untouched. */
+  setCertificate(material: TlsMaterial): void;
 }
 
 export function createFronts(deps: {
@@ -40,6 +44,8 @@ export function createFronts(deps: {
     streamWindowBytes: config.server.h2_stream_window_bytes,
     connectionWindowBytes: config.server.h2_connection_window_bytes,
     maxHeaderListBytes: 16 * 1024,
+    resetBurst: config.server.h2_reset_burst,
+    resetRatePerS: config.server.h2_reset_rate_per_s,
     streamWindowFor: (identity) =>
       identity === null
         ? config.server.h2_stream_window_bytes
@@ -50,7 +56,7 @@ export function createFronts(deps: {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   };
-  const { server } = createTlsListener({
+  const listener = createTlsListener({
     certPem: deps.tls.certPem,
     keyPem: deps.tls.keyPem,
     handshakeTimeoutMs: config.server.handshake_timeout_ms,
@@ -71,5 +77,17 @@ export function createFronts(deps: {
       http2.accept(socket);
     },
   });
-  return { server, http2, sockets };
+  let certificate = deps.tls;
+  return {
+    server: listener.server,
+    http2,
+    sockets,
+    get certificate() {
+      return certificate;
+    },
+    setCertificate(material) {
+      listener.replaceCertificate(material);
+      certificate = material;
+    },
+  };
 }

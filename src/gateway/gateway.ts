@@ -8,10 +8,12 @@ import { auditLogSubscriber } from '../observability/audit-log.js';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { ConnectFlowDeps } from '../proxy/connect-flow.js';
+import { listenOn } from '../proxy/listen.js';
 import { OpenTunnels } from '../proxy/open-tunnels.js';
 import { RateLimiter } from '../ratelimit/limiter.js';
 import { rateLimitSettings } from '../ratelimit/settings.js';
 import { GatewayEvents } from '../session/events.js';
+import { runningVersions } from '../version.js';
 import { startAdmin } from './admin-wiring.js';
 import { drain } from './drain.js';
 import { createFronts } from './front-wiring.js';
@@ -34,10 +36,11 @@ export interface RunningGateway {
   /** Stop accepting, let tunnels finish for up to `graceMs`, then close everything. */
   shutdown(graceMs: number): Promise<void>;
   /**
-   * Applies a newly read config (SIGHUP): its rate limits take effect for new and running tunnels;
-   * changed keys that need a restart are logged as ignored.
+   * Applies a newly read config (SIGHUP): its rate limits take effect for new and running tunnels, the
+   * certificates (re-read from their files) for the next handshake; changed keys that need a restart are
+   * logged as ignored. A certificate that does not load changes nothing.
    */
-  reload(next: LoadedConfig): void;
+  reload(next: LoadedConfig): Promise<void>;
 }
 
 /**
@@ -86,15 +89,9 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   const fronts = createFronts({ loaded, tls, flow, tunnels, events, logger, limiter });
   const { server } = fronts;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: listen.host, port: listen.port }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const reusePort = config.server.reuse_port;
+  const address = await listenOn(server, { ...listen, reusePort });
   server.on('error', (err) => logger.error({ error: err.message }, LogEvent.listenerError));
-  const address = server.address() as AddressInfo;
   const live = startLiveAuthorization({ databaseUrl: loaded.databaseUrl, config, policy, tunnels, events });
   status.attachLiveCheck(live.check);
   status.listening = true;
@@ -127,6 +124,8 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   logger.info(
     {
       listen_addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+      reuse_port: reusePort,
+      ...runningVersions(),
     },
     LogEvent.listening,
   );
@@ -154,8 +153,9 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
       );
       return shuttingDown;
     },
-    reload(next: LoadedConfig): void {
-      running = applyReload(running, next, { limiter, logger });
+    async reload(next: LoadedConfig): Promise<void> {
+      const adminTls = admin?.certificate !== undefined ? admin : undefined;
+      running = await applyReload(running, next, { limiter, logger, server: fronts, admin: adminTls });
     },
   };
 }

@@ -27,6 +27,9 @@ export interface Http2FrontOptions {
   readonly streamWindowBytes: number;
   readonly connectionWindowBytes: number;
   readonly maxHeaderListBytes: number;
+  /** RST_STREAMs a client may send at once, then per second, before GOAWAY (rapid reset). */
+  readonly resetBurst: number;
+  readonly resetRatePerS: number;
   /** Stream window for this identity's sessions (smaller when its upload is rate-limited). */
   readonly streamWindowFor?: (identity: string | null) => number;
 }
@@ -75,6 +78,9 @@ export function createHttp2Front(options: Http2FrontOptions): Http2Front {
       enablePush: false,
     },
     maxHeaderListPairs: 64,
+    // Node 22.14+/24 pass these to nghttp2's stream reset rate limit (Node 20 kept its 1000/33).
+    streamResetBurst: options.resetBurst,
+    streamResetRate: options.resetRatePerS,
   });
 
   server.on('session', (session: ServerHttp2Session) => {

@@ -16,7 +16,9 @@ import type { Server, TlsOptions } from 'node:tls';
  * handshake. Node holds one ticket key at a time, so a ticket issued just before a rotation lives
  * shorter than its lifetime hint; that costs one handshake, never a wrong answer. Gateways behind a
  * load balancer do not share keys, so a client that lands on another instance also does a full
- * handshake. `lifetimeS = 0` turns tickets off (no resumption at all).
+ * handshake. `lifetimeS = 0` turns tickets off (no resumption at all). A certificate replaced on SIGHUP
+ * (tls-listener.ts) keeps the ticket key in force and the rotation schedule: tickets issued before the
+ * reload resume until the next rotation.
  */
 export function sessionTicketOptions(
   lifetimeS: number,

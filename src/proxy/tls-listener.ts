@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
 import { CertificateError, readClientCertificate } from '../identity/client-certificate.js';
 import type { GatewayEvents } from '../session/events.js';
 import { type ConnectionCaps, ConnectionCounter } from './connection-caps.js';
@@ -37,23 +37,23 @@ export function createTlsListener(options: TlsListenerOptions): {
   server: Server;
   tickets: TicketKeyRotation;
   counter: ConnectionCounter;
+  /** Serves this certificate and key from the next handshake on; open connections keep theirs. */
+  replaceCertificate(material: { readonly certPem: Buffer; readonly keyPem: Buffer }): void;
 } {
   const { events } = options;
+  const lifetimeS = options.sessionLifetimeS;
   const server = createServer({
-    cert: options.certPem,
-    key: options.keyPem,
+    ...secureContextOptions(options, lifetimeS),
     requestCert: true,
     // No CA is trusted; OpenSSL still verifies CertificateVerify, i.e. proof of possession.
     rejectUnauthorized: false,
     ALPNProtocols: ['h2', 'http/1.1'],
     handshakeTimeout: options.handshakeTimeoutMs,
-    minVersion: 'TLSv1.2',
     // HTTP/1.1 tunnels keep half-close: the client's end must not end our direction to it.
     allowHalfOpen: true,
     // Without it Nagle holds the small "200" until the client's delayed ACK: ~40 ms per new tunnel.
     // (The HTTP/1.1 parser's own noDelay does not reach a socket handed to it from outside.)
     noDelay: true,
-    ...sessionTicketOptions(options.sessionLifetimeS),
   });
   const counter = new ConnectionCounter(options.caps);
 
@@ -99,7 +99,35 @@ export function createTlsListener(options: TlsListenerOptions): {
     else options.onHttp1(socket, info);
   });
 
-  return { server, tickets: rotateTicketKeys(server, options.sessionLifetimeS), counter };
+  return {
+    server,
+    tickets: rotateTicketKeys(server, lifetimeS),
+    counter,
+    replaceCertificate(material) {
+      // setSecureContext builds a new context from these options alone: whatever is left out falls back
+      // to Node's default (tickets back on with lifetime 0) or to the constructor's value (the ticket key
+      // the server started with, long rotated out). So the same options as at start, and the ticket key
+      // in force now: tickets issued before the reload keep resuming until the next rotation, which
+      // keeps its schedule. A resumed session uses neither the certificate nor its key.
+      server.setSecureContext({
+        ...secureContextOptions(material, lifetimeS),
+        ...(lifetimeS > 0 ? { ticketKeys: server.getTicketKeys() } : {}),
+      });
+    },
+  };
+}
+
+/** What lives in the listener's TLS context (what setSecureContext replaces): the same at start and reload. */
+function secureContextOptions(
+  material: { readonly certPem: Buffer; readonly keyPem: Buffer },
+  sessionLifetimeS: number,
+): SecureContextOptions {
+  return {
+    cert: material.certPem,
+    key: material.keyPem,
+    minVersion: 'TLSv1.2',
+    ...sessionTicketOptions(sessionLifetimeS),
+  };
 }
 
 /**

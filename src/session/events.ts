@@ -105,8 +105,11 @@ export type RejectReason =
 /** The client left before its CONNECT was answered; whatever was decided or dialled was given back. */
 export interface ConnectAbandoned {
   readonly attempt: ConnectAttempt;
-  /** How far the CONNECT had got: `deciding` (policy, DNS or dial still running) or `dialled`. */
-  readonly stage: 'deciding' | 'dialled';
+  /**
+   * How far the CONNECT had got: `received` (gone before any work began, e.g. an HTTP/2 stream reset
+   * at once), `deciding` (policy, DNS or dial still running) or `dialled`.
+   */
+  readonly stage: 'received' | 'deciding' | 'dialled';
 }
 
 export interface TunnelOpened {

@@ -1,4 +1,4 @@
-import { createPublicKey, X509Certificate } from 'node:crypto';
+import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
@@ -26,6 +26,13 @@ export interface AgentCredentials {
   readonly secureContext: SecureContext;
   /** The identity the gateway will read, or null with the reason in `warnings`. */
   readonly identity: string | null;
+  /** SHA-256 of the agent certificate's DER (lower-case hex), to name it in logs. */
+  readonly certSha256: string;
+  /**
+   * A digest of everything the TLS context was built from (the CA and agent certificates, the key's
+   * location and public key): equal digests mean a reload found nothing new.
+   */
+  readonly digest: string;
   readonly warnings: readonly string[];
   /** Where the key is: the file, or the token key's URI. */
   readonly keyDescription: string;
@@ -64,14 +71,26 @@ export async function loadAgentCredentials(config: SidecarConfig, source: string
       );
     }
     const { identity, warnings } = identityOf(leaf, config, problems);
-    if (problems.length > 0 || key === undefined || caText === undefined || certText === undefined) {
+    if (
+      problems.length > 0 ||
+      key === undefined ||
+      caText === undefined ||
+      certText === undefined ||
+      leaf === undefined
+    ) {
       throw new ConfigError(problems, source);
     }
     const secureContext = contextFor(caCerts, chain, key, config, problems);
     if (secureContext === undefined) throw new ConfigError(problems, source);
+    const digest = createHash('sha256');
+    for (const part of [...caCerts.map((c) => c.raw), Buffer.from('\0chain'), ...chain.map((c) => c.raw)])
+      digest.update(part);
+    digest.update(`\0key ${key.description}\0`).update(key.spkiDer);
     return {
       secureContext,
       identity,
+      certSha256: createHash('sha256').update(leaf.raw).digest('hex'),
+      digest: digest.digest('hex'),
       warnings,
       keyDescription: key.description,
       keyWarnings: key.warnings,

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
+import { handleReloadAndIgnoredSignals } from '../cli/process-signals.js';
 import { deferStopSignals } from '../cli/stop-signals.js';
 import { ConfigError } from '../config/errors.js';
 import { parseTomlText, readConfigFile } from '../config/load.js';
-import { createLogger, flushLogger } from '../observability/logger.js';
+import { createLogger, flushLogger, type Logger } from '../observability/logger.js';
 import { Pkcs11Error } from '../pkcs11/errors.js';
 import { defaultEnginePath, PKCS11_MODULE_ENV } from '../pkcs11/settings.js';
-import { loadAgentCredentials } from './agent-credentials.js';
+import { type AgentCredentials, loadAgentCredentials } from './agent-credentials.js';
 import {
   DEFAULT_SIDECAR_LISTEN,
   isLoopbackHost,
@@ -13,7 +14,7 @@ import {
   type SidecarConfig,
 } from './config.js';
 import { SidecarEvent } from './events.js';
-import { startSidecar } from './sidecar.js';
+import { type RunningSidecar, startSidecar } from './sidecar.js';
 
 /** Command-line flags, as commander names them. */
 export interface SidecarFlags {
@@ -94,11 +95,11 @@ export function registerSidecarCommand(program: Command): void {
 
 /**
  * Loads and checks the configuration and the agent's TLS files (exit 2 on a problem), starts the
- * listeners (exit 1 if they cannot bind), and on SIGINT/SIGTERM drains and exits 0.
+ * listeners (exit 1 if they cannot bind), re-reads the CA, certificate and key on SIGHUP (a bad file is
+ * logged and the old credentials kept), ignores SIGUSR1/SIGUSR2, and on SIGINT/SIGTERM drains and exits 0.
  */
 export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let config: SidecarConfig;
-  let credentials: Awaited<ReturnType<typeof loadAgentCredentials>>;
   const source = flags.config ?? 'none, command-line flags only';
   try {
     config = resolveSidecarConfig({
@@ -107,26 +108,31 @@ export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = p
       overrides: overridesFrom(flags),
       env,
     });
-    credentials = await loadAgentCredentials(config, source);
   } catch (error) {
-    if (error instanceof Pkcs11Error) {
-      // Input problems with a token key are ConfigErrors; what reaches here is the device failing.
-      process.stderr.write(`agent-gateway sidecar: ${error.message} [${error.code}]\n`);
-      return 1;
-    }
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`agent-gateway sidecar: ${error.message}\n`);
     return 2;
   }
   const logger = createLogger(config.logLevel).child({ component: 'sidecar' });
-  for (const warning of credentials.keyWarnings) {
-    logger.warn({ warning }, SidecarEvent.keyRevealable);
-    process.stderr.write(`agent-gateway sidecar: warning: ${warning}\n`);
+  // Before the slow part (a token login, the listeners): SIGHUP, SIGUSR1 and SIGUSR2 must not kill the
+  // process in the gap; a SIGHUP then reloads once the sidecar runs.
+  const signals = handleReloadAndIgnoredSignals<RunningSidecar>({
+    log: (signal, what) =>
+      logger.info({ signal }, what === 'ignored' ? SidecarEvent.signalIgnored : SidecarEvent.signalReceived),
+    reload: (sidecar) => reloadCredentials(config, source, sidecar, logger),
+    reloadCrashed: (error) =>
+      logger.error({ problems: [String(error)] }, SidecarEvent.credentialsReloadFailed),
+  });
+  let credentials: AgentCredentials;
+  try {
+    credentials = await loadAgentCredentials(config, source);
+  } catch (error) {
+    signals.cancel();
+    const problem = credentialProblem(error);
+    process.stderr.write(`agent-gateway sidecar: ${problem.message}\n`);
+    return problem.exitCode;
   }
-  for (const warning of credentials.warnings) {
-    logger.warn({ warning }, SidecarEvent.identityMissing);
-    process.stderr.write(`agent-gateway sidecar: warning: ${warning}\n`);
-  }
+  warnAbout(credentials, logger);
   if (
     config.listen !== undefined &&
     config.proxyCredential === undefined &&
@@ -139,10 +145,12 @@ export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = p
   }
   // A stop signal that arrives between the `listening` line and the end of start-up drains, not kills.
   const early = deferStopSignals();
-  let sidecar: Awaited<ReturnType<typeof startSidecar>>;
+  let sidecar: RunningSidecar;
   try {
     sidecar = await startSidecar(config, credentials, logger);
+    signals.started(sidecar);
   } catch (error) {
+    signals.cancel();
     early.cancel();
     credentials.close();
     logger.fatal({ error: (error as Error).message }, SidecarEvent.startupFailed);
@@ -153,13 +161,78 @@ export async function runSidecar(flags: SidecarFlags, env: NodeJS.ProcessEnv = p
   return new Promise<number>((resolve) => {
     early.onStop((signal) => {
       logger.info({ signal }, SidecarEvent.signalReceived);
+      signals.stopping();
       void sidecar
         .shutdown(config.shutdownGraceMs)
-        .then(() => credentials.close())
         .then(() => flushLogger(logger))
         .then(() => resolve(0));
     });
   });
+}
+
+/**
+ * SIGHUP: the same files (and token key) read and checked again as at start. Unusable ones change
+ * nothing and are logged with every problem; identical ones are dropped (no new gateway connection);
+ * new ones are presented from now on. The config file itself is not read again: a changed path or
+ * another setting needs a restart.
+ */
+async function reloadCredentials(
+  config: SidecarConfig,
+  source: string,
+  sidecar: RunningSidecar,
+  logger: Logger,
+): Promise<void> {
+  let next: AgentCredentials;
+  try {
+    next = await loadAgentCredentials(config, source);
+  } catch (error) {
+    const { problems } = credentialProblem(error);
+    logger.error({ problems }, SidecarEvent.credentialsReloadFailed);
+    return;
+  }
+  const fields = {
+    source_identity: next.identity ?? undefined,
+    cert_sha256: next.certSha256,
+    key: next.keyDescription,
+  };
+  if (next.digest === sidecar.credentialsDigest) {
+    next.close();
+    logger.info({ ...fields, changed: false }, SidecarEvent.credentialsReloaded);
+    return;
+  }
+  warnAbout(next, logger);
+  const result = await sidecar.replaceCredentials(next);
+  logger.info(
+    {
+      ...fields,
+      changed: true,
+      gateway_connection: result.connection,
+      gateway_connection_problem: result.connection === 'kept' ? result.reason : undefined,
+    },
+    SidecarEvent.credentialsReloaded,
+  );
+}
+
+/** What is wrong with the credentials, for stderr at start and for the reload log line. */
+function credentialProblem(error: unknown): { message: string; problems: string[]; exitCode: 1 | 2 } {
+  if (error instanceof Pkcs11Error) {
+    // Input problems with a token key are ConfigErrors; what reaches here is the device failing.
+    const message = `${error.message} [${error.code}]`;
+    return { message, problems: [message], exitCode: 1 };
+  }
+  if (!(error instanceof ConfigError)) throw error;
+  return { message: error.message, problems: [...error.problems], exitCode: 2 };
+}
+
+function warnAbout(credentials: AgentCredentials, logger: Logger): void {
+  for (const warning of credentials.keyWarnings) {
+    logger.warn({ warning }, SidecarEvent.keyRevealable);
+    process.stderr.write(`agent-gateway sidecar: warning: ${warning}\n`);
+  }
+  for (const warning of credentials.warnings) {
+    logger.warn({ warning }, SidecarEvent.identityMissing);
+    process.stderr.write(`agent-gateway sidecar: warning: ${warning}\n`);
+  }
 }
 
 function overridesFrom(flags: SidecarFlags): Record<string, unknown> {

@@ -22,6 +22,12 @@ export const SidecarEvent = {
   badRequest: 'bad request',
   httpForwardFailed: 'HTTP forward failed',
   signalReceived: 'signal received',
+  /** SIGUSR1/SIGUSR2: the sidecar does not act on them (SIGUSR1 never opens the inspector). */
+  signalIgnored: 'signal ignored',
+  /** SIGHUP: the CA, agent certificate and key were read again and are presented from now on. */
+  credentialsReloaded: 'credentials reloaded',
+  /** SIGHUP: the new files are unusable; the sidecar keeps presenting the credentials it had. */
+  credentialsReloadFailed: 'credentials reload failed',
   shutdownStarted: 'shutdown started',
   shutdownComplete: 'shutdown complete',
   startupFailed: 'startup failed',

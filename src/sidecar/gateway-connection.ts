@@ -23,6 +23,12 @@ import { describeGatewayError } from './gateway-errors.js';
  * the gateway sends GOAWAY (streams already on it continue); re-opened on demand, with exponential
  * backoff between failed attempts so a down gateway is not hammered. Concurrent requests share one
  * attempt.
+ *
+ * New credentials (SIGHUP, `replaceCredentials`) are presented at once, not at the next reconnect: the
+ * one connection may live for days, and a rotated key usually means the gateway's permission rows now
+ * name the new key (and may no longer name the old one). So a new connection is opened right away and
+ * takes every new tunnel; the old one keeps its tunnels and is closed (GOAWAY) when the last of them
+ * ends. Not before: a GOAWAY makes the gateway close the connection shortly after, tunnels and all.
  */
 export interface GatewayConnectionOptions {
   readonly gateway: Destination;
@@ -58,6 +64,24 @@ const CONNECTION_WINDOW_BYTES = 32 << 20;
 const FIRST_RETRY_DELAY_MS = 100;
 const CANCELLED = { kind: 'cancelled' } as const;
 
+/** What replaceCredentials did with the connection in use. */
+export type CredentialSwitch =
+  /** A new connection with the new credentials carries new tunnels; the old one closes when idle. */
+  | { readonly connection: 'replaced' }
+  /** No connection was open: the next one presents the new credentials. */
+  | { readonly connection: 'next' }
+  /** The new connection failed: the open one (old credentials) stays in use until it breaks. */
+  | { readonly connection: 'kept'; readonly reason: string };
+
+/** What the class knows about each of its open connections. */
+interface Live {
+  readonly context: SecureContext;
+  /** CONNECT streams sent on it and not yet closed. */
+  streams: number;
+  /** Replaced: no new tunnels; closed once `streams` is 0. */
+  retired: boolean;
+}
+
 export class GatewayConnection {
   private session: ClientHttp2Session | undefined;
   private opening: Promise<ClientHttp2Session> | undefined;
@@ -66,9 +90,49 @@ export class GatewayConnection {
   private closing = false;
   private wakeBackoff: (() => void) | undefined;
   private readonly address: string;
+  private secureContext: SecureContext;
+  private readonly live = new Map<ClientHttp2Session, Live>();
+  private readonly unusedWaiters: Array<{ context: SecureContext; resolve: () => void }> = [];
 
   constructor(private readonly options: GatewayConnectionOptions) {
     this.address = options.gateway.authority;
+    this.secureContext = options.secureContext;
+  }
+
+  /**
+   * SIGHUP's new credentials: every connection from now on presents them. A connection in use is
+   * replaced at once (see the class comment); its tunnels run on over it until they end.
+   */
+  async replaceCredentials(secureContext: SecureContext): Promise<CredentialSwitch> {
+    this.secureContext = secureContext;
+    // A connection being opened was dialled with the old context: let it finish, then replace it too.
+    await this.opening?.catch(() => undefined);
+    const old = this.session;
+    if (old === undefined || old.closed || old.destroyed || this.closing) return { connection: 'next' };
+    let fresh: ClientHttp2Session;
+    try {
+      fresh = await this.open();
+    } catch (error) {
+      const reason = describeGatewayError(error);
+      this.options.logger.warn(
+        { gateway_addr: this.address, error: reason, consecutive_failures: this.failures },
+        SidecarEvent.gatewayConnectFailed,
+      );
+      return { connection: 'kept', reason };
+    }
+    if (this.closing) {
+      fresh.destroy();
+      return { connection: 'next' };
+    }
+    this.session = fresh;
+    this.retire(old);
+    return { connection: 'replaced' };
+  }
+
+  /** Resolves once no open connection uses `context` and new ones will not (its key may then go). */
+  whenUnused(context: SecureContext): Promise<void> {
+    if (this.unused(context)) return Promise.resolve();
+    return new Promise((resolve) => this.unusedWaiters.push({ context, resolve }));
   }
 
   /**
@@ -121,12 +185,13 @@ export class GatewayConnection {
     this.closing = true;
     this.wakeBackoff?.();
     this.session?.close();
+    this.wakeUnusedWaiters();
   }
 
-  /** Drop the connection now (and every stream on it). */
+  /** Drop every connection now (and every stream on them). */
   destroy(): void {
     this.close();
-    this.session?.destroy();
+    for (const session of [this.session, ...this.live.keys()]) session?.destroy();
   }
 
   private currentSession(): Promise<ClientHttp2Session> {
@@ -179,7 +244,8 @@ export class GatewayConnection {
 
   private open(): Promise<ClientHttp2Session> {
     const { options } = this;
-    const socket = this.dialTls();
+    const context = this.secureContext;
+    const socket = this.dialTls(context);
     return new Promise((resolve, reject) => {
       const session = h2connect(`https://${options.gateway.authority}`, {
         createConnection: () => socket,
@@ -202,7 +268,7 @@ export class GatewayConnection {
           return;
         }
         session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
-        this.watch(session, socket);
+        this.watch(session, socket, context);
         resolve(session);
       };
       session.once('connect', ready);
@@ -211,13 +277,13 @@ export class GatewayConnection {
     });
   }
 
-  private dialTls(): TLSSocket {
+  private dialTls(secureContext: SecureContext): TLSSocket {
     const { options } = this;
     const name = options.serverName;
     const socket = tlsConnect({
       host: options.gateway.host,
       port: options.gateway.port,
-      secureContext: options.secureContext,
+      secureContext,
       // SNI carries names only; an IP is still checked against the certificate below.
       ...(isIP(name) === 0 ? { servername: name } : {}),
       checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert),
@@ -234,11 +300,13 @@ export class GatewayConnection {
     return socket;
   }
 
-  /** Logs the connection's life and keeps it alive with PINGs. */
-  private watch(session: ClientHttp2Session, socket: TLSSocket): void {
+  /** Logs the connection's life, keeps it alive with PINGs, and tracks its streams and credentials. */
+  private watch(session: ClientHttp2Session, socket: TLSSocket, context: SecureContext): void {
     const { logger } = this.options;
     const localAddr = `${socket.localAddress}:${socket.localPort}`;
     logger.info({ gateway_addr: this.address, local_addr: localAddr }, SidecarEvent.gatewayConnected);
+    const live: Live = { context, streams: 0, retired: false };
+    this.live.set(session, live);
     let lastError: string | undefined;
     session.on('error', (error) => {
       lastError = describeGatewayError(error);
@@ -252,11 +320,37 @@ export class GatewayConnection {
     session.once('close', () => {
       stopKeepalive();
       this.forget(session);
+      this.live.delete(session);
+      this.wakeUnusedWaiters();
+      const reason = lastError ?? (live.retired ? 'replaced: new credentials' : 'closed');
       logger.info(
-        { gateway_addr: this.address, local_addr: localAddr, reason: lastError ?? 'closed' },
+        { gateway_addr: this.address, local_addr: localAddr, reason },
         SidecarEvent.gatewayDisconnected,
       );
     });
+  }
+
+  /** No new tunnels on `session`; GOAWAY once its last tunnel has ended. */
+  private retire(session: ClientHttp2Session): void {
+    const live = this.live.get(session);
+    this.forget(session);
+    if (live === undefined) return;
+    live.retired = true;
+    if (live.streams === 0) session.close();
+  }
+
+  private unused(context: SecureContext): boolean {
+    if (context === this.secureContext && !this.closing) return false;
+    for (const live of this.live.values()) if (live.context === context) return false;
+    return true;
+  }
+
+  private wakeUnusedWaiters(): void {
+    for (const waiter of [...this.unusedWaiters]) {
+      if (!this.unused(waiter.context)) continue;
+      this.unusedWaiters.splice(this.unusedWaiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
   }
 
   private keepalive(session: ClientHttp2Session): () => void {
@@ -308,6 +402,14 @@ export class GatewayConnection {
     } catch (error) {
       // The session closed between our check and the request (GOAWAY, socket gone).
       return Promise.resolve({ kind: 'not-started', reason: describeGatewayError(error) });
+    }
+    const live = this.live.get(session);
+    if (live !== undefined) {
+      live.streams += 1;
+      stream.once('close', () => {
+        live.streams -= 1;
+        if (live.retired && live.streams === 0) session.close();
+      });
     }
     return new Promise<Attempt>((resolve) => {
       let streamError: Error | undefined;

@@ -1,9 +1,10 @@
 import type { Server } from 'node:http';
 import type { Logger } from '../observability/logger.js';
+import { runningVersions } from '../version.js';
 import type { AgentCredentials } from './agent-credentials.js';
 import type { SidecarConfig } from './config.js';
 import { SidecarEvent } from './events.js';
-import { GatewayConnection } from './gateway-connection.js';
+import { type CredentialSwitch, GatewayConnection } from './gateway-connection.js';
 import { listenTcp, listenUnix } from './listen.js';
 import { createLocalProxy } from './local-proxy.js';
 import { LocalTunnels } from './local-tunnels.js';
@@ -12,16 +13,28 @@ import { proxyAuthChecker } from './proxy-auth.js';
 export interface RunningSidecar {
   /** The bound TCP address (`host:port`), when listening on TCP. */
   readonly listenAddr: string | undefined;
-  /** Stop accepting, let open tunnels finish for up to `graceMs`, then close everything. */
+  /** The digest of the credentials presented now (AgentCredentials.digest). */
+  readonly credentialsDigest: string;
+  /**
+   * SIGHUP: presents `next` from now on (a new gateway connection at once, see GatewayConnection); the
+   * credentials they replace are closed once no connection uses them. The sidecar owns `next` now.
+   */
+  replaceCredentials(next: AgentCredentials): Promise<CredentialSwitch>;
+  /** Stop accepting, let open tunnels finish for up to `graceMs`, then close everything (credentials too). */
   shutdown(graceMs: number): Promise<void>;
 }
 
-/** Composition root of the sidecar: one gateway connection, one proxy, its listeners. */
+/**
+ * Composition root of the sidecar: one gateway connection, one proxy, its listeners. From a successful
+ * start on, the sidecar owns `credentials` (and those that replace them) and closes them.
+ */
 export async function startSidecar(
   config: SidecarConfig,
-  credentials: AgentCredentials,
+  initial: AgentCredentials,
   logger: Logger,
 ): Promise<RunningSidecar> {
+  let credentials = initial;
+  const retiring = new Set<Promise<void>>();
   const gateway = new GatewayConnection({
     gateway: config.gateway,
     serverName: config.gatewayServerName,
@@ -38,7 +51,10 @@ export async function startSidecar(
     gateway,
     tunnels,
     authorized: proxyAuthChecker(config.proxyCredential),
-    identity: credentials.identity,
+    // Read per tunnel: new credentials may carry another identity.
+    get identity() {
+      return credentials.identity;
+    },
     logger,
   };
   const servers: Server[] = [];
@@ -61,11 +77,26 @@ export async function startSidecar(
         gateway_addr: config.gateway.authority,
         source_identity: credentials.identity ?? undefined,
         proxy_auth: config.proxyCredential !== undefined,
+        ...runningVersions(),
       },
       SidecarEvent.listening,
     );
     return {
       listenAddr,
+      get credentialsDigest() {
+        return credentials.digest;
+      },
+      async replaceCredentials(next) {
+        const old = credentials;
+        credentials = next;
+        const result = await gateway.replaceCredentials(next.secureContext);
+        const released = gateway.whenUnused(old.secureContext).then(() => {
+          old.close();
+          retiring.delete(released);
+        });
+        retiring.add(released);
+        return result;
+      },
       async shutdown(graceMs: number) {
         logger.info({ open_tunnels: tunnels.size, grace_ms: graceMs }, SidecarEvent.shutdownStarted);
         for (const server of servers) {
@@ -77,6 +108,8 @@ export async function startSidecar(
         if (!finished) tunnels.closeAll();
         gateway.destroy();
         for (const server of servers) server.closeAllConnections();
+        await Promise.all(retiring);
+        credentials.close();
         logger.info({ tunnels_cut: cut }, SidecarEvent.shutdownComplete);
       },
     };

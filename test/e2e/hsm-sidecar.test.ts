@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readClientCertificate } from '../../src/identity/client-certificate.js';
 import { encodeOidContent } from '../../src/identity/oid.js';
+import { certifyAgentKey } from '../../src/pki/certificates.js';
 import { DEFAULT_IDENTITY_EXTENSION_OID } from '../../src/pki/identity-extension.js';
 import { fields, runCli } from '../helpers/cli-runner.js';
 import { freshDatabase } from '../helpers/db.js';
@@ -128,6 +129,38 @@ describe('sidecar with a token-held agent key', () => {
     assert.equal(allowed['source_identity'], 'agent-hsm');
     assert.equal(allowed['protocol'], 'HTTP/2');
     // The engine prints nothing on success, and the PIN appears nowhere.
+    assert.equal(sidecar.stderr(), '');
+    assert.ok(!JSON.stringify(sidecar.logs).includes(AGENT_PIN));
+  });
+
+  test('SIGHUP with a renewed certificate for the token key: a new connection presents it through the engine', async () => {
+    // Renewed by the test CA for the same token key (the CA signs; the token is not asked to).
+    const der = new X509Certificate(await readFile(certPath())).raw;
+    const spkiDer = Buffer.from(
+      readClientCertificate(der, encodeOidContent(DEFAULT_IDENTITY_EXTENSION_OID)).spki,
+    );
+    const renewed = await certifyAgentKey({
+      identity: 'agent-hsm',
+      extensionOid: DEFAULT_IDENTITY_EXTENSION_OID,
+      issuer: pki.ca,
+      key: { spkiDer, signP1363: () => Promise.reject(new Error('the CA signs, not the agent key')) },
+    });
+    await writeFile(certPath(), renewed.certPem);
+    const mark = sidecar.logs.length;
+    sidecar.child.kill('SIGHUP');
+    const reloaded = await sidecar.waitForLog(
+      (l) => sidecar.logs.indexOf(l) >= mark && l.msg.startsWith('credentials reload'),
+    );
+    assert.equal(reloaded.msg, 'credentials reloaded', JSON.stringify(reloaded));
+    assert.equal(reloaded['changed'], true);
+    assert.equal(reloaded['gateway_connection'], 'replaced', 'a second token login and engine context work');
+    assert.match(String(reloaded['key']), /^pkcs11:token=agent-keys;object=agent-hsm/);
+    const r = await curl(
+      ['-sS', '--max-time', '20', '--cacert', dest.caPath, `https://127.0.0.1:${dest.port}/after-renewal`],
+      { HTTPS_PROXY: `http://127.0.0.1:${sidecar.port}`, NO_PROXY: '' },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello over tls from hsm-sidecar /after-renewal\n');
     assert.equal(sidecar.stderr(), '');
     assert.ok(!JSON.stringify(sidecar.logs).includes(AGENT_PIN));
   });

@@ -175,7 +175,10 @@ describe('sidecar: a client that leaves before its tunnel is established', () =>
             BOUND_MS,
             `the gateway's outcome for the departed CONNECT (trace ${String(local?.['trace_id'])})`,
           );
-          assert.deepEqual([atGateway.msg, atGateway['stage']], ['CONNECT abandoned', 'deciding']);
+          // Dropped before a decision started (`received`: the stream's reset arrived in the turn that opened
+          // it) or while deciding; never allowed.
+          assert.equal(atGateway.msg, 'CONNECT abandoned');
+          assert.match(String(atGateway['stage']), /^(received|deciding)$/);
         }
         await assertFullCapacity();
         assert.equal(

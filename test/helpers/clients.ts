@@ -69,6 +69,27 @@ export function readAll(stream: Duplex, initial: Buffer = Buffer.alloc(0)): Prom
   });
 }
 
+/**
+ * Writes `text` into an open tunnel to an echo server and resolves with what came back once as many
+ * characters arrived: bytes went both ways. Resumes the stream (http1Connect hands sockets over paused).
+ */
+export function roundTrip(stream: Duplex, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const onData = (chunk: Buffer) => {
+      got += chunk.toString();
+      if (got.length < text.length) return;
+      stream.off('data', onData);
+      stream.off('error', reject);
+      resolve(got);
+    };
+    stream.on('data', onData);
+    stream.once('error', reject);
+    stream.resume();
+    stream.write(text);
+  });
+}
+
 /** Reads until end, hashing; for large transfers without holding them in memory. */
 export function hashAll(
   stream: Duplex,

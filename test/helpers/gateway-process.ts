@@ -77,13 +77,17 @@ export interface JsonLineProcess {
   exited: Promise<number | null>;
 }
 
-/** Runs `agent-gateway ARGS…` (the built CLI) with `env` added, reading its JSON log lines. */
+/**
+ * Runs `agent-gateway ARGS…` (the built CLI) with `env` added, reading its JSON log lines. `cli` is how
+ * node runs the CLI: as its shebang does (the default), or e.g. `[CLI_PATH]` for `node dist/cli/main.js`.
+ */
 export function spawnJsonLineProcess(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
   name: string,
+  cli: readonly string[] = CLI_ARGV,
 ): JsonLineProcess {
-  const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
+  const child = spawn(process.execPath, [...cli, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
@@ -132,8 +136,9 @@ export function spawnJsonLineProcess(
 export async function startGatewayProcess(
   configPath: string,
   env: NodeJS.ProcessEnv = {},
+  cli: readonly string[] = CLI_ARGV,
 ): Promise<GatewayProcess> {
-  const p = spawnJsonLineProcess(['serve', '--config', configPath], env, 'gateway');
+  const p = spawnJsonLineProcess(['serve', '--config', configPath], env, 'gateway', cli);
   const { child, exited } = p;
   const listening = await p.waitForLog((l) => l.msg === 'listening', 'listening');
   const port = Number(String(listening['listen_addr']).split(':').pop());

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { ClientHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type postgres from 'postgres';
-import { type ClientTls, h2Connect, h2Session, http1Connect } from './clients.js';
+import { type ClientTls, h2Connect, h2Session, http1Connect, roundTrip } from './clients.js';
 import type { GatewayProcess, LogLine } from './gateway-process.js';
 import type { TestPki } from './pki.js';
 import { createPrincipal, grantPermission, grantScope, type Principal } from './registry-rows.js';
@@ -116,9 +116,5 @@ export function closed(stream: Duplex): Promise<void> {
 
 /** One byte there and back: the tunnel carries data. */
 export async function echoes(stream: Duplex): Promise<void> {
-  const got = new Promise<Buffer>((resolve) => stream.once('data', (b: Buffer) => resolve(b)));
-  // http1Connect hands the socket over paused (an explicit pause is not undone by a listener).
-  stream.resume();
-  stream.write('p');
-  assert.equal((await got).toString(), 'p');
+  assert.equal(await roundTrip(stream, 'p'), 'p');
 }

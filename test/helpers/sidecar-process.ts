@@ -25,9 +25,13 @@ export interface SidecarRun {
   waitForLog(predicate: (line: LogLine) => boolean, what?: string): Promise<LogLine>;
 }
 
-/** Spawns the sidecar and collects its output; does not wait for anything. */
-export function spawnSidecar(args: readonly string[], env: NodeJS.ProcessEnv = {}): SidecarRun {
-  const child = spawn(process.execPath, [...CLI_ARGV, 'sidecar', ...args], {
+/** Spawns the sidecar and collects its output; does not wait for anything. `cli`: as in startGatewayProcess. */
+export function spawnSidecar(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+  cli: readonly string[] = CLI_ARGV,
+): SidecarRun {
+  const child = spawn(process.execPath, [...cli, 'sidecar', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
@@ -75,8 +79,9 @@ export function spawnSidecar(args: readonly string[], env: NodeJS.ProcessEnv = {
 export async function startSidecarProcess(
   args: readonly string[],
   env: NodeJS.ProcessEnv = {},
+  cli: readonly string[] = CLI_ARGV,
 ): Promise<SidecarProcess> {
-  const run = spawnSidecar(args, env);
+  const run = spawnSidecar(args, env, cli);
   const listening = await run.waitForLog((l) => l.msg === 'listening', 'listening');
   const addr = listening['listen_addr'];
   return {

@@ -218,14 +218,35 @@ test('unreachable destination: 502 and a TCP connect failed line', async () => {
 
 test('a client gone during the decision gets nothing dialled, and the abandonment is logged', async () => {
   const h = harness(ALLOW);
+  // Gone once the policy has been asked: the decision had begun.
   const outcome = await runConnectFlow(
     h.deps,
-    request(`127.0.0.1:${port}`, info('agent-a'), { protocol: 'HTTP/1.1', cancelled: () => true }),
+    request(`127.0.0.1:${port}`, info('agent-a'), {
+      protocol: 'HTTP/1.1',
+      cancelled: () => h.decisions.length > 0,
+    }),
   );
   assert.deepEqual(outcome, { kind: 'cancelled' });
+  assert.equal(h.decisions.length, 1);
   assert.deepEqual(h.lookups, []);
   await new Promise((r) => setImmediate(r));
   assert.equal(h.logs.find((l) => l['msg'] === 'CONNECT abandoned')?.['stage'], 'deciding');
+});
+
+test('a client gone before the decision began (a stream reset at once) costs no policy query', async () => {
+  const h = harness(ALLOW);
+  let gone = false;
+  const pending = runConnectFlow(
+    h.deps,
+    request(`127.0.0.1:${port}`, info('agent-a'), { cancelled: () => gone }),
+  );
+  // The reset arrives in the same read as the request: handled before the flow's first turn ends.
+  gone = true;
+  assert.deepEqual(await pending, { kind: 'cancelled' });
+  assert.deepEqual(h.decisions, [], 'no registry query');
+  assert.deepEqual(h.lookups, []);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(h.logs.find((l) => l['msg'] === 'CONNECT abandoned')?.['stage'], 'received');
 });
 
 test('the tunnel slot: freed by a refusal, handed over with a dialled tunnel, freed when it is abandoned', async () => {

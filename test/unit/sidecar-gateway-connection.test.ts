@@ -309,4 +309,72 @@ describe('sidecar gateway connection', () => {
     assert.equal(streams, 2, 'only the two CONNECTs of callers still there reached the gateway');
     for (const r of [warm, after]) if (r.kind === 'answered') r.stream.close();
   });
+
+  test('new credentials: a new connection presents them at once; the old one closes after its last stream', async () => {
+    const ca = await readFile(pki.caCertPath, 'utf8');
+    const rotated = await pki.agent('agent-alpha');
+    // What each session presented, and when the gateway side saw a GOAWAY from the sidecar.
+    const presented = new Map<ServerHttp2Session, string>();
+    const goaways: ServerHttp2Session[] = [];
+    let goawaySeen: (s: ServerHttp2Session) => void = () => {};
+    const firstGoaway = new Promise<ServerHttp2Session>((resolve) => {
+      goawaySeen = resolve;
+    });
+    gateway.onStream((stream, _headers, session) => {
+      const s = session as ServerHttp2Session;
+      if (!presented.has(s)) {
+        const raw = (s.socket as unknown as { getPeerCertificate(): { raw: Buffer } }).getPeerCertificate()
+          .raw;
+        presented.set(s, raw.toString('base64'));
+        s.on('goaway', () => {
+          goaways.push(s);
+          goawaySeen(s);
+        });
+      }
+      stream.respond({ ':status': 200 });
+      stream.on('data', (chunk: Buffer) => stream.write(chunk));
+    });
+    const { c, log } = await connection(gateway.port);
+    const first = createSecureContext({ ca, cert: agent.certPem, key: agent.keyPem });
+    const idle = await c.replaceCredentials(first);
+    assert.deepEqual(idle, { connection: 'next' }, 'nothing open: the next connection presents them');
+
+    const old = await c.request('ok.example:443', {});
+    assert.equal(old.kind, 'answered');
+    const oldStream = old.kind === 'answered' ? old.stream : undefined;
+    const switched = await c.replaceCredentials(
+      createSecureContext({ ca, cert: rotated.certPem, key: rotated.keyPem }),
+    );
+    assert.deepEqual(switched, { connection: 'replaced' });
+    let released = false;
+    const firstUnused = c.whenUnused(first).then(() => {
+      released = true;
+    });
+    const fresh = await c.request('ok.example:443', {});
+    assert.equal(fresh.kind, 'answered');
+    const sessions = [...presented.entries()];
+    assert.equal(sessions.length, 2, 'two connections');
+    assert.equal(sessions[0]?.[1], agent.certDer.toString('base64'));
+    assert.equal(
+      sessions[1]?.[1],
+      rotated.certDer.toString('base64'),
+      'the new one presents the new certificate',
+    );
+
+    // The old stream still flows, and its connection got no GOAWAY while it was open.
+    const echoed = new Promise<string>((resolve) =>
+      oldStream?.once('data', (d: Buffer) => resolve(d.toString())),
+    );
+    oldStream?.write('still here');
+    assert.equal(await echoed, 'still here');
+    assert.deepEqual(goaways, []);
+    assert.equal(released, false, 'the old credentials are in use while their connection is');
+    oldStream?.close();
+    await log.until('gateway disconnected');
+    await firstUnused;
+    assert.equal(await firstGoaway, sessions[0]?.[0], 'GOAWAY on the old connection once its stream ended');
+    const gone = log.lines.find((l) => l['msg'] === 'gateway disconnected');
+    assert.equal(gone?.['reason'], 'replaced: new credentials');
+    if (fresh.kind === 'answered') fresh.stream.close();
+  });
 });

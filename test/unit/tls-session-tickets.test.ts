@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect, type Server, type TLSSocket } from 'node:tls';
 import { encodeOidContent } from '../../src/identity/oid.js';
+import { createServerCertificate, type IssuedCertificate } from '../../src/pki/certificates.js';
 import { DEFAULT_IDENTITY_EXTENSION_OID } from '../../src/pki/identity-extension.js';
 import { connectionInfoOf } from '../../src/proxy/connection-info.js';
 import type { TicketKeyRotation } from '../../src/proxy/session-tickets.js';
@@ -14,9 +16,15 @@ import { createTestPki, type TestAgent, type TestPki } from '../helpers/pki.js';
 async function listener(
   pki: TestPki,
   sessionLifetimeS: number,
-): Promise<{ server: Server; tickets: TicketKeyRotation; port: number; seen: string[] }> {
+): Promise<{
+  server: Server;
+  tickets: TicketKeyRotation;
+  port: number;
+  seen: string[];
+  replaceCertificate: (material: { certPem: Buffer; keyPem: Buffer }) => void;
+}> {
   const seen: string[] = [];
-  const { server, tickets } = createTlsListener({
+  const { server, tickets, replaceCertificate } = createTlsListener({
     certPem: Buffer.from(pki.server.certPem),
     keyPem: Buffer.from(pki.server.keyPem),
     handshakeTimeoutMs: 5000,
@@ -34,7 +42,7 @@ async function listener(
     },
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, tickets, port: (server.address() as AddressInfo).port, seen };
+  return { server, tickets, port: (server.address() as AddressInfo).port, seen, replaceCertificate };
 }
 
 /** One connection; returns whether it resumed and the ticket it was given (if any). */
@@ -43,11 +51,17 @@ function dial(
   agent: TestAgent,
   pki: TestPki,
   session?: Buffer,
-): Promise<{ reused: boolean; ticket: Buffer | undefined; protocol: string | null }> {
+): Promise<{
+  reused: boolean;
+  ticket: Buffer | undefined;
+  protocol: string | null;
+  serverCert: string | undefined;
+}> {
   return new Promise((resolve, reject) => {
     let ticket: Buffer | undefined;
     let reused = false;
     let protocol: string | null = null;
+    let serverCert: string | undefined;
     const socket = connect({
       host: '127.0.0.1',
       port,
@@ -64,19 +78,31 @@ function dial(
     socket.once('secureConnect', () => {
       reused = socket.isSessionReused();
       protocol = socket.getProtocol();
+      serverCert = socket.getPeerX509Certificate()?.fingerprint256;
     });
     socket.on('error', reject);
     socket.resume();
-    socket.on('close', () => resolve({ reused, ticket, protocol }));
+    socket.on('close', () => resolve({ reused, ticket, protocol, serverCert }));
   });
 }
 
 describe('TLS session tickets', () => {
   let pki: TestPki;
   let agent: TestAgent;
+  let rotated: IssuedCertificate;
   before(async () => {
     pki = await createTestPki();
     agent = await pki.agent('agent-resume');
+    rotated = await createServerCertificate({
+      ca: pki.ca,
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+    });
+  });
+  const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
+  const material = (issued: IssuedCertificate) => ({
+    certPem: Buffer.from(issued.certPem),
+    keyPem: Buffer.from(issued.keyPem),
   });
   after(() => pki.cleanup());
 
@@ -135,6 +161,48 @@ describe('TLS session tickets', () => {
       const second = await dial(l.port, agent, pki, first.ticket);
       assert.equal(second.reused, false);
       assert.equal(l.seen.length, 2);
+    } finally {
+      l.server.close();
+    }
+  });
+
+  test('a replaced certificate is served from the next handshake; tickets keep the key in force', async () => {
+    const l = await listener(pki, 300);
+    try {
+      const fromStartKey = await dial(l.port, agent, pki);
+      assert.equal(fromStartKey.serverCert, fingerprint(pki.server.certPem));
+      l.tickets.rotate();
+      const beforeReload = await dial(l.port, agent, pki);
+      l.replaceCertificate(material(rotated));
+      const full = await dial(l.port, agent, pki);
+      assert.equal(full.reused, false);
+      assert.equal(full.serverCert, fingerprint(rotated.certPem), 'the new certificate, at once');
+      // A ticket issued under the key in force before the reload still resumes (no surprise full
+      // handshakes for every agent after a certificate rotation) ...
+      const resumed = await dial(l.port, agent, pki, beforeReload.ticket);
+      assert.equal(resumed.reused, true);
+      // ... and the key rotated out before it stays out: the reload must not bring back the start key.
+      const stale = await dial(l.port, agent, pki, fromStartKey.ticket);
+      assert.equal(stale.reused, false);
+      // Rotation goes on acting on the new context.
+      l.tickets.rotate();
+      const afterRotation = await dial(l.port, agent, pki, full.ticket);
+      assert.equal(afterRotation.reused, false);
+      assert.equal(afterRotation.serverCert, fingerprint(rotated.certPem));
+    } finally {
+      l.server.close();
+    }
+  });
+
+  test('tls_session_lifetime_s = 0 stays without resumption after a certificate replacement', async () => {
+    const l = await listener(pki, 0);
+    try {
+      l.replaceCertificate(material(rotated));
+      const first = await dial(l.port, agent, pki);
+      assert.equal(first.serverCert, fingerprint(rotated.certPem));
+      const second = await dial(l.port, agent, pki, first.ticket);
+      assert.equal(second.reused, false);
+      assert.equal(second.protocol, 'TLSv1.3');
     } finally {
       l.server.close();
     }
