@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { CidrError, parseCidr } from '../egress/cidr.js';
 import { encodeOidContent, OidError } from '../identity/oid.js';
-import { rateLimitProblems } from '../ratelimit/settings.js';
+import { rateLimitProblems, workersProblem } from '../ratelimit/settings.js';
 import { ConfigError, formatKeyPath } from './errors.js';
 import { describeFsError, describePath } from './files.js';
 import { ListenAddrError, parseListenAddr } from './listen-addr.js';
@@ -163,6 +163,11 @@ function crossCheck(doc: unknown, env: NodeJS.ProcessEnv): CrossCheckResult {
   }
 
   for (const problem of rateLimitProblems(table(doc, 'rate_limit'))) add(problem.key, problem.message);
+  const workers = table(doc, 'server')?.['workers'];
+  if (typeof workers === 'number') {
+    const problem = workersProblem(table(doc, 'rate_limit') ?? {}, workers);
+    if (problem !== undefined) add('server.workers', problem);
+  }
 
   return { problems, databaseUrl, identityOidContent };
 }

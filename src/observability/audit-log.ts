@@ -166,7 +166,13 @@ function rejection(e: ConnectRejected): { msg: string; kind: string; fields: Fie
     case 'too_many_tunnels':
       return { msg: LogEvent.tooManyTunnels, kind: LogEvent.tooManyTunnels, fields: { ...base, ...e.facts } };
     case 'over_quota':
-      return { msg: LogEvent.tooManyTunnels, kind: 'over_quota', fields: { ...base, ...e.facts } };
+      return { msg: LogEvent.overQuota, kind: LogEvent.overQuota, fields: { ...base, ...e.facts } };
+    case 'budget_unavailable':
+      return {
+        msg: LogEvent.budgetUnavailable,
+        kind: LogEvent.budgetUnavailable,
+        fields: { ...base, error: optionalText(e.detail) },
+      };
     case 'upstream_failed':
       return {
         msg: LogEvent.tcpConnectFailed,

@@ -4,7 +4,7 @@ import { DialError, dialVetted } from '../egress/dial.js';
 import type { EgressGuard } from '../egress/guard.js';
 import { type LookupFn, vetDestination } from '../egress/resolve.js';
 import type { PolicyAllow, PolicyEngine } from '../policy/engine.js';
-import type { RateLimiter, TunnelReservation } from '../ratelimit/limiter.js';
+import type { RateLimiter, ReserveResult, TunnelReservation } from '../ratelimit/limiter.js';
 import type { ConnectAttempt, ConnectRejected, GatewayEvents, RejectReason } from '../session/events.js';
 import type { RejectStatus } from './responses.js';
 
@@ -14,7 +14,10 @@ export interface ConnectFlowDeps {
   readonly connectTimeoutMs: number;
   readonly lookup?: LookupFn;
   readonly events: GatewayEvents;
-  /** Enforces max_tunnels_per_identity (429); the slot travels with the outcome to the tunnel. */
+  /**
+   * Enforces max_tunnels_per_identity and, with shared budgets, the quotas (429); the slot travels with
+   * the outcome to the tunnel.
+   */
   readonly limiter?: RateLimiter;
   /** Monotonic milliseconds for the phases' times (injected in tests). */
   readonly now?: () => number;
@@ -38,10 +41,14 @@ export interface DialledTunnel {
   readonly reservation: TunnelReservation | undefined;
 }
 
-export type ConnectOutcome =
-  | DialledTunnel
-  | { readonly kind: 'reject'; readonly status: RejectStatus }
-  | { readonly kind: 'cancelled' };
+/** A refusal: the status to answer, and for a spent quota when to try again (`Retry-After`, seconds). */
+export interface RejectedConnect {
+  readonly kind: 'reject';
+  readonly status: RejectStatus;
+  readonly retryAfterS?: number;
+}
+
+export type ConnectOutcome = DialledTunnel | RejectedConnect | { readonly kind: 'cancelled' };
 
 /**
  * The decision for one CONNECT, the same for both protocols: normalize the authority, take the identity's
@@ -66,14 +73,10 @@ export async function runConnectFlow(deps: ConnectFlowDeps, req: ConnectRequest)
     return reject(deps.events, attempt, 403, { kind: 'denied', denyReason: reason }, undefined);
   }
 
-  // The tunnel cap comes before policy and DNS: an identity flooding CONNECTs costs no queries.
-  const slot = deps.limiter?.reserve(attempt.identity);
-  if (slot !== undefined && !slot.ok) {
-    return reject(deps.events, attempt, 429, { kind: 'too_many_tunnels' }, undefined, {
-      max_tunnels_per_identity: slot.maxTunnels,
-      open_tunnels: slot.openTunnels,
-    });
-  }
+  // The tunnel cap (and, with shared budgets, the quota) comes before policy and DNS: an identity flooding
+  // CONNECTs beyond its cap costs no registry query.
+  const slot = await deps.limiter?.admit(attempt.identity);
+  if (slot !== undefined && !slot.ok) return refuseSlot(deps.events, attempt, slot);
   const reservation = slot?.reservation;
   let outcome: ConnectOutcome;
   try {
@@ -105,9 +108,35 @@ export function reject(
   reason: RejectReason,
   detail: string | undefined,
   facts?: ConnectRejected['facts'],
-): { readonly kind: 'reject'; readonly status: RejectStatus } {
+): RejectedConnect {
   events.emit('connectRejected', { attempt, status, reason, detail, ...(facts ? { facts } : {}) });
   return { kind: 'reject', status };
+}
+
+/** The tunnel cap (429), a spent quota (429 with Retry-After) or an unreachable budget store (503). */
+function refuseSlot(
+  events: GatewayEvents,
+  attempt: ConnectAttempt,
+  slot: Exclude<ReserveResult, { ok: true }>,
+): RejectedConnect {
+  switch (slot.reason) {
+    case 'too_many_tunnels':
+      return reject(events, attempt, 429, { kind: 'too_many_tunnels' }, undefined, {
+        max_tunnels_per_identity: slot.maxTunnels,
+        open_tunnels: slot.openTunnels,
+      });
+    case 'over_quota': {
+      // Whole seconds, at least one: Retry-After has no fractions (RFC 9110), and 0 would invite a storm.
+      const retryAfterS = Math.max(1, Math.ceil(slot.retryAfterS));
+      const refused = reject(events, attempt, 429, { kind: 'over_quota' }, undefined, {
+        direction: slot.direction,
+        retry_after_s: retryAfterS,
+      });
+      return { ...refused, retryAfterS };
+    }
+    case 'budget_unavailable':
+      return reject(events, attempt, 503, { kind: 'budget_unavailable' }, slot.detail);
+  }
 }
 
 const monotonic = () => performance.now();

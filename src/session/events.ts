@@ -98,6 +98,8 @@ export type RejectReason =
   | { readonly kind: 'method_not_allowed' }
   | { readonly kind: 'too_many_tunnels' }
   | { readonly kind: 'over_quota' }
+  /** The shared budget store could not be asked and the identity's bytes are limited (fail closed). */
+  | { readonly kind: 'budget_unavailable' }
   | { readonly kind: 'upstream_failed'; readonly errorKind: string }
   | { readonly kind: 'internal_error' };
 
