@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { startSharedBudgets } from '../budget/shared-budgets.js';
 import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
 import { loadTlsMaterial } from '../config/tls-material.js';
@@ -23,6 +24,7 @@ import { QueryGate } from '../registry/query-gate.js';
 import { RegistryHealth } from '../registry/registry-health.js';
 import { assertSchemaVersion } from '../registry/schema-version.js';
 import { GatewayEvents } from '../session/events.js';
+import { systemClock } from '../time/clock.js';
 import { startLiveAuthorization } from './live-authorization.js';
 import { ownAddresses, protectedEndpoints, resolveRegistryEndpoints } from './own-addresses.js';
 import { changesNeedingRestart } from './reload.js';
@@ -92,7 +94,19 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     denyCidrs: config.egress.deny_cidrs,
     ownAddresses: own,
   });
-  const limiter = new RateLimiter(rateLimitSettings(config.rate_limit));
+  // [rate_limit] shared = true: buckets, quotas and tunnel caps in the registry database (budget/).
+  const budgets = config.rate_limit.shared
+    ? await startSharedBudgets({
+        databaseUrl: loaded.databaseUrl,
+        connectTimeoutMs: config.policy.connect_timeout_ms,
+        events,
+      }).catch(async (err: unknown) => {
+        await policy.close(1).catch(() => undefined);
+        throw err;
+      })
+    : undefined;
+  const limiter = new RateLimiter(rateLimitSettings(config.rate_limit), systemClock, budgets?.limiterOptions);
+  budgets?.track(limiter);
   const flow: ConnectFlowDeps = {
     policy,
     limiter,
@@ -215,6 +229,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     tunnels.closeAll('shutdown');
     await live.stop();
     limiter.stop();
+    await budgets?.stop();
     http2.destroySessions();
     for (const socket of sockets) socket.destroy();
     // Closing the engine clears its caches (a cached allow must not outlive the pool) and ends the pool.

@@ -124,6 +124,23 @@ export function auditLogSubscriber(
       if (e.healthy) logger.info({ mode: e.mode, detail: e.detail }, LogEvent.liveCheckHealthy);
       else logger.error({ mode: e.mode, detail: e.detail }, LogEvent.liveCheckUnhealthy);
     },
+    quotaExhausted(e) {
+      logger.warn(
+        {
+          ...identityFields(e.identity),
+          direction: e.direction,
+          quota_bytes: e.quotaBytes,
+          quota_window_s: e.windowS,
+          used_bytes: e.usedBytes,
+          retry_after_s: Math.ceil(e.retryAfterS),
+        },
+        LogEvent.quotaExhausted,
+      );
+    },
+    budgetStoreStatus(e) {
+      if (e.available) logger.info({}, LogEvent.budgetStoreAvailable);
+      else logger.warn({ error: e.error }, LogEvent.budgetStoreUnavailable);
+    },
   };
 }
 

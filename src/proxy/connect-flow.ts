@@ -73,14 +73,13 @@ export async function runConnectFlow(deps: ConnectFlowDeps, req: ConnectRequest)
     return reject(deps.events, attempt, 403, { kind: 'denied', denyReason: reason }, undefined);
   }
 
-  // The tunnel cap (and, with shared budgets, the quota) comes before policy and DNS: an identity flooding
-  // CONNECTs beyond its cap costs no registry query.
-  const slot = await deps.limiter?.admit(attempt.identity);
+  // The tunnel cap comes before policy and DNS: an identity flooding CONNECTs costs no queries.
+  const slot = deps.limiter?.reserve(attempt.identity);
   if (slot !== undefined && !slot.ok) return refuseSlot(deps.events, attempt, slot);
   const reservation = slot?.reservation;
   let outcome: ConnectOutcome;
   try {
-    outcome = await authorizeAndDial(deps, req, attempt.identity, destination);
+    outcome = await authorizeAndDial(deps, req, attempt.identity, destination, reservation);
   } catch (err) {
     reservation?.release();
     throw err;
@@ -147,6 +146,7 @@ async function authorizeAndDial(
   req: ConnectRequest,
   identity: string,
   destination: Destination,
+  reservation: TunnelReservation | undefined,
 ): Promise<ConnectOutcome> {
   const { attempt } = req;
   const now = deps.now ?? monotonic;
@@ -165,6 +165,14 @@ async function authorizeAndDial(
   }
   attempt.grant = decision;
   if (req.cancelled()) return { kind: 'cancelled' };
+
+  // With shared budgets: the cap across every gateway and the quotas. After the policy, so that only an
+  // identity with a permission ever reaches the budget store.
+  if (reservation !== undefined && deps.limiter !== undefined) {
+    const refusal = await deps.limiter.confirm(reservation);
+    if (refusal !== undefined) return refuseSlot(deps.events, attempt, refusal);
+    if (req.cancelled()) return { kind: 'cancelled' };
+  }
 
   const dnsPhase = { start: now(), end: 0 };
   attempt.dns = dnsPhase;

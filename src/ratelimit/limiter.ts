@@ -170,38 +170,37 @@ export class RateLimiter {
   }
 
   /**
-   * The CONNECT path's check: the cap in this process first (a flood costs no query), then, with a shared
-   * store, the cap and the quotas across every gateway. When the store cannot be asked, an identity whose
-   * bytes are limited is refused (fail closed); one with only a tunnel cap keeps this process's cap.
+   * The check across every gateway, once the policy has allowed the CONNECT (so that only identities with
+   * a permission ever reach the shared store): the tunnel cap and the quotas. Undefined when the tunnel may
+   * go ahead. When the store cannot be asked, an identity whose bytes are limited is refused (fail
+   * closed); one with only a tunnel cap keeps this process's cap, which `reserve` already checked.
    */
-  async admit(identity: string): Promise<ReserveResult> {
-    const local = this.reserve(identity);
-    if (!local.ok || this.admission === undefined) return local;
-    const { reservation } = local;
+  async confirm(reservation: TunnelReservation): Promise<Exclude<ReserveResult, { ok: true }> | undefined> {
+    if (this.admission === undefined) return undefined;
     const limits = reservation.state.limits;
     if (limits.maxTunnels === 0 && limits.uploadQuota.bytes === 0 && limits.downloadQuota.bytes === 0) {
-      return local;
+      return undefined;
     }
-    const result = await this.admission.admit(identity, limits);
+    const result = await this.admission.admit(reservation.identity, limits);
     if (result.ok) {
       reservation.shared = true;
-      return local;
+      return undefined;
     }
-    if (result.reason === 'unavailable') {
-      if (!bytesLimited(limits)) return local;
-      reservation.release();
-      return { ok: false, reason: 'budget_unavailable', detail: result.detail };
+    switch (result.reason) {
+      case 'unavailable':
+        return bytesLimited(limits)
+          ? { ok: false, reason: 'budget_unavailable', detail: result.detail }
+          : undefined;
+      case 'too_many_tunnels':
+        return {
+          ok: false,
+          reason: 'too_many_tunnels',
+          maxTunnels: limits.maxTunnels,
+          openTunnels: result.openTunnels,
+        };
+      case 'over_quota':
+        return result;
     }
-    reservation.release();
-    if (result.reason === 'too_many_tunnels') {
-      return {
-        ok: false,
-        reason: 'too_many_tunnels',
-        maxTunnels: limits.maxTunnels,
-        openTunnels: result.openTunnels,
-      };
-    }
-    return result;
   }
 
   /** Puts a tunnel's two directions under its identity's buckets (and upload under the total). */

@@ -156,6 +156,42 @@ export interface LiveCheckStatus {
   readonly detail: string | undefined;
 }
 
+/** Which shared bucket a lease is drawn from: an identity's upload or download, or the all-identity one. */
+export type BudgetBucketName = 'upload' | 'download' | 'total';
+
+/**
+ * One lease call to the shared budget store (`[rate_limit] shared = true`), timed: the store's latency is
+ * what a metrics subscriber graphs. Published for every call, successful or not; the audit log ignores it.
+ */
+export interface BudgetLease {
+  /** Empty for the all-identity bucket. */
+  readonly identity: string;
+  readonly bucket: BudgetBucketName;
+  readonly requestedBytes: number;
+  readonly grantedBytes: number;
+  /** From the call to its answer (monotonic ms). */
+  readonly latencyMs: number;
+  /** false: the store did not answer (the lease counts as nothing granted). */
+  readonly ok: boolean;
+}
+
+/** An identity's quota is spent: published once per identity and direction per quota window, across gateways. */
+export interface QuotaExhausted {
+  readonly identity: string;
+  readonly direction: 'upload' | 'download';
+  readonly quotaBytes: number;
+  readonly windowS: number;
+  readonly usedBytes: number;
+  /** When the window will have freed room again. */
+  readonly retryAfterS: number;
+}
+
+/** The shared budget store answered (again) or stopped answering; published on changes only. */
+export interface BudgetStoreStatus {
+  readonly available: boolean;
+  readonly error: string | undefined;
+}
+
 export interface GatewayEventMap {
   handshakeCompleted: HandshakeCompleted;
   handshakeFailed: HandshakeFailed;
@@ -168,6 +204,9 @@ export interface GatewayEventMap {
   tunnelClosed: TunnelClosed;
   registryStatus: RegistryStatus;
   liveCheckStatus: LiveCheckStatus;
+  budgetLease: BudgetLease;
+  quotaExhausted: QuotaExhausted;
+  budgetStoreStatus: BudgetStoreStatus;
 }
 
 export type GatewayEventName = keyof GatewayEventMap;
@@ -197,6 +236,9 @@ export class GatewayEvents {
     tunnelClosed: [],
     registryStatus: [],
     liveCheckStatus: [],
+    budgetLease: [],
+    quotaExhausted: [],
+    budgetStoreStatus: [],
   };
   readonly #reported = new WeakSet<object>();
 

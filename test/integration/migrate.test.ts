@@ -296,7 +296,7 @@ describe('the agent_gateway_ext extension', () => {
     assert.deepEqual(result.extension, {
       from: 0,
       to: EXTENSION_VERSION,
-      applied: ['0001_live_authorization.sql'],
+      applied: ['0001_live_authorization.sql', '0002_budgets.sql'],
     });
     assert.equal(await readVersion(sql), 1);
     assert.equal(await readExtensionVersion(sql), EXTENSION_VERSION);
@@ -322,12 +322,17 @@ describe('the agent_gateway_ext extension', () => {
   test('its files apply with psql -f semantics, twice, after the registry file', async () => {
     const { sql } = await unmigrated();
     const dir = defaultMigrationsDir();
-    for (const file of ['0001_initial.sql', 'extension/0001_live_authorization.sql']) {
+    for (const file of [
+      '0001_initial.sql',
+      'extension/0001_live_authorization.sql',
+      'extension/0002_budgets.sql',
+    ]) {
       const text = await readFile(join(dir, file), 'utf8');
       await sql.unsafe(text).simple();
       await sql.unsafe(text).simple();
     }
-    assert.equal(await readExtensionVersion(sql), 1);
+    assert.equal(await readExtensionVersion(sql), 2);
+    assert.equal(EXTENSION_VERSION, 2);
     assert.equal((await migrate(sql)).extension.applied.length, 0);
   });
 

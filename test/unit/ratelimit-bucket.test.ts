@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { WindowCounter } from '../../src/exfil/window-counter.js';
 import { type Bucket, TokenBucket } from '../../src/ratelimit/bucket.js';
 import { ThrottledDirection, type ThrottleListener } from '../../src/ratelimit/direction.js';
 import type { BucketLimit } from '../../src/ratelimit/settings.js';
-import { FakeClock, FakeSource, KiB, MiB, WindowLog } from './ratelimit-fakes.js';
+import { FakeClock, FakeSource, KiB, MiB } from './ratelimit-fakes.js';
 
 const quiet: ThrottleListener = { onHeld: () => {}, onReleased: () => {} };
 
@@ -17,17 +18,17 @@ function source(
   buckets: readonly [Bucket] | readonly [Bucket, Bucket],
   chunk: number,
   opts: ConstructorParameters<typeof FakeSource>[2] = {},
-  log?: WindowLog,
+  log?: WindowCounter,
 ): { src: FakeSource; dir: ThrottledDirection } {
   const src = new FakeSource(clock, chunk, opts);
   const dir = new ThrottledDirection('client_to_dest', src, buckets, clock, quiet);
   src.gate = (n) => dir.admit(n);
-  src.onForward = log?.record;
+  if (log !== undefined) src.onForward = (bytes, time) => log.record(time, bytes);
   return { src, dir };
 }
 
 /** The bound every window W must meet: rate × W + burst (W in ms). */
-function assertBound(log: WindowLog, rate: number, burst: number, windowsMs: readonly number[]): void {
+function assertBound(log: WindowCounter, rate: number, burst: number, windowsMs: readonly number[]): void {
   for (const w of windowsMs) {
     const most = log.maxIn(w);
     const allowed = (rate * w) / 1000 + burst;
@@ -92,7 +93,7 @@ describe('TokenBucket: the configured rate holds exactly', () => {
     const clock = new FakeClock({ wholeMs: true, lateMs: 2 });
     const rate = 100 * MiB;
     const bucket = new TokenBucket('identity_upload', limit(rate, 1 * KiB), clock);
-    const log = new WindowLog();
+    const log = new WindowCounter();
     const { src } = source(clock, [bucket], 16 * KiB, { resumeMs: 0.05 }, log);
     src.start();
     clock.advance(2000);
@@ -104,7 +105,7 @@ describe('TokenBucket: the configured rate holds exactly', () => {
   test('one timer serves all waiters and the tokens never go negative', () => {
     const clock = new FakeClock({ wholeMs: true });
     const bucket = new TokenBucket('identity_upload', limit(1 * MiB, 8 * KiB), clock);
-    const log = new WindowLog();
+    const log = new WindowCounter();
     const sources = Array.from({ length: 8 }, () => source(clock, [bucket], 32 * KiB, {}, log).src);
     for (const s of sources) s.start();
     let lowest = Number.POSITIVE_INFINITY;
@@ -116,7 +117,7 @@ describe('TokenBucket: the configured rate holds exactly', () => {
     assert.ok(lowest >= 0, `tokens went to ${lowest}`);
     // At most one wake-up per piece forwarded (a piece is at most 6 KiB here: the 8 KiB burst less 2 ms
     // of rate), not one per waiter: eight waiting sources do not multiply the timers.
-    assert.ok(clock.timersArmed <= log.pieces, `${clock.timersArmed} timers for ${log.pieces} pieces`);
+    assert.ok(clock.timersArmed <= log.arrivals, `${clock.timersArmed} timers for ${log.arrivals} pieces`);
   });
 });
 
@@ -130,7 +131,7 @@ describe('TokenBucket: the short-window bound (bytes ≤ rate × W + burst for e
       const rate = 1 * MiB;
       const burst = 64 * KiB;
       const bucket = new TokenBucket('identity_upload', limit(rate, burst), clock);
-      const log = new WindowLog();
+      const log = new WindowCounter();
       const sources = Array.from(
         { length: streams },
         () => source(clock, [bucket], 16 * KiB, { gapMs: 0, resumeMs: 0 }, log).src,
@@ -148,7 +149,7 @@ describe('TokenBucket: the short-window bound (bytes ≤ rate × W + burst for e
     const rate = 1 * MiB;
     const burst = 64 * KiB;
     const bucket = new TokenBucket('identity_upload', limit(rate, burst), clock);
-    const log = new WindowLog();
+    const log = new WindowCounter();
     let open: Array<ReturnType<typeof source>> = [];
     for (let round = 0; round < 2000; round++) {
       // Every 5 ms: close the tunnels of the last round (queued or not) and open eight new ones.
@@ -210,7 +211,7 @@ describe('TokenBucket: sharing', () => {
     const total = new TokenBucket('total_upload', limit(1 * MiB, 64 * KiB), clock);
     const a = new TokenBucket('identity_upload', limit(1 * MiB, 64 * KiB), clock);
     const b = new TokenBucket('identity_upload', limit(1 * MiB, 64 * KiB), clock);
-    const log = new WindowLog();
+    const log = new WindowCounter();
     const sa = source(clock, [a, total], 16 * KiB, {}, log).src;
     const sb = source(clock, [b, total], 16 * KiB, {}, log).src;
     sa.start();
@@ -386,7 +387,7 @@ describe('TokenBucket: reconfigure (config reload)', () => {
     const bucket = new TokenBucket('identity_upload', limit(1 * MiB, 1 * MiB), clock);
     bucket.reconfigure(limit(1 * MiB, 4 * KiB));
     assert.equal(bucket.level(), 4 * KiB);
-    const log = new WindowLog();
+    const log = new WindowCounter();
     const { src } = source(clock, [bucket], 64 * KiB, {}, log);
     src.start();
     clock.advance(1000);

@@ -163,36 +163,3 @@ export class FakeSource implements Throttleable {
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
-
-/** Forwarded pieces with their times: the most bytes in any window of a length, as an attacker's sink counts. */
-export class WindowLog {
-  private readonly times: number[] = [];
-  private readonly sizes: number[] = [];
-
-  record = (bytes: number, time: number): void => {
-    this.times.push(time);
-    this.sizes.push(bytes);
-  };
-
-  get total(): number {
-    return this.sizes.reduce((a, b) => a + b, 0);
-  }
-
-  /** Pieces forwarded (a chunk larger than the bucket's piece goes in several). */
-  get pieces(): number {
-    return this.sizes.length;
-  }
-
-  /** Max bytes forwarded at times t with start <= t <= start + windowMs, over every start. */
-  maxIn(windowMs: number): number {
-    let best = 0;
-    let sum = 0;
-    let from = 0;
-    for (let to = 0; to < this.times.length; to++) {
-      sum += this.sizes[to]!;
-      while (this.times[to]! - this.times[from]! > windowMs) sum -= this.sizes[from++]!;
-      if (sum > best) best = sum;
-    }
-    return best;
-  }
-}
