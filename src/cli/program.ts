@@ -4,6 +4,7 @@ import { registerSidecarCommand } from '../sidecar/cli.js';
 import { packageVersion } from '../version.js';
 import { registerAdminCommands } from './admin/register.js';
 import { runCheckConfig } from './check-config.js';
+import { registerExfilTestCommand } from './exfil-test.js';
 import { runMigrate } from './migrate.js';
 import { runServe } from './serve.js';
 
@@ -71,6 +72,7 @@ program
 
 registerSidecarCommand(program);
 registerAdminCommands(program);
+registerExfilTestCommand(program);
 registerDemoCommand(program);
 
 function nonEmpty(flag: string) {
