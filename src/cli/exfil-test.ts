@@ -94,7 +94,7 @@ export function registerExfilTestCommand(program: Command): void {
       '--slack-ms <ms>',
       'measurement slack: sink reads delayed by a busy host, as ms of the rate',
       nonNegative('--slack-ms'),
-      25,
+      DEFAULT_SLACK_MS,
     )
     .option(
       '--only <names>',
