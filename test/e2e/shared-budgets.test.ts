@@ -6,6 +6,7 @@ import { type CountingSink, startCountingSink } from '../../src/exfil/sink.js';
 import { leaseSize } from '../../src/ratelimit/lease-size.js';
 import { agentsAllowedTo } from '../helpers/agents.js';
 import { agentEndpoint, drive } from '../helpers/budget-traffic.js';
+import { runCli } from '../helpers/cli-runner.js';
 import { http1Connect } from '../helpers/clients.js';
 import { freshDatabase } from '../helpers/db.js';
 import { type GatewayProcess, startGatewayProcess, writeGatewayConfig } from '../helpers/gateway-process.js';
@@ -163,6 +164,38 @@ describe('shared budgets across gateway processes', () => {
     );
     assert.equal(announced.length, 1, JSON.stringify(announced));
     assert.equal(announced[0]!['quota_bytes'], 524_288);
+  });
+
+  test('budget show: rate, the bucket now, quota used and remaining, per identity', async () => {
+    const json = await runCli(
+      ['budget', 'show', '--config', configPath, '--identity', 'agent-quota', '--json'],
+      {
+        env: { AGENT_GATEWAY_DATABASE_URL: db.url },
+      },
+    );
+    assert.equal(json.code, 0, json.stderr);
+    const rows = JSON.parse(json.stdout) as Array<Record<string, unknown>>;
+    const upload = rows.find((r) => r['direction'] === 'upload')!;
+    assert.equal(upload['identity'], 'agent-quota');
+    assert.equal(upload['quota_bytes'], 524_288);
+    assert.equal(upload['quota_remaining_bytes'], 0);
+    assert.ok(Number(upload['quota_used_bytes']) >= 524_288);
+    assert.ok(Number(upload['quota_free_again_s']) > 80_000);
+    const table = await runCli(['budget', 'show', '--config', configPath, '--database-url', db.url]);
+    assert.equal(table.code, 0, table.stderr);
+    for (const identity of ['agent-rate', 'agent-burst', 'agent-quota', 'agent-capped']) {
+      assert.match(table.stdout, new RegExp(`^${identity}\\s+upload\\s`, 'm'), identity);
+    }
+    assert.match(table.stdout, /^agent-rate\s+upload\s+262144\s+65536\s/m);
+    const bad = await runCli([
+      'budget',
+      'show',
+      '--config',
+      `${configPath}.missing`,
+      '--database-url',
+      db.url,
+    ]);
+    assert.equal(bad.code, 2);
   });
 
   test('the tunnel cap counts every gateway; a killed gateway counts only until its heartbeat expires', {
