@@ -11,6 +11,8 @@ export async function runLoad(job: LoadJob, whileOpen?: () => Promise<void>): Pr
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  // A job other than `idle` exits after its result line: the 'close' below may then hit a closed pipe.
+  child.stdin!.on('error', () => {});
   const line = await new Promise<string>((resolve, reject) => {
     let buf = '';
     child.stdout!.setEncoding('utf8').on('data', (c: string) => {

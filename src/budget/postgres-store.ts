@@ -27,6 +27,8 @@ export const SYNC_INTERVAL_MS = 3000;
 
 /** Budget calls are a few index lookups and one row lock: well under this even on a loaded server. */
 const CALL_TIMEOUT_MS = 1000;
+/** How long a stopping gateway waits for its last calls (leases handed back) before closing the pool. */
+const STOP_WAIT_MS = 2000;
 /** Its own small pool: a budget call never waits behind CONNECT decisions, nor they behind it. */
 const POOL_SIZE = 2;
 
@@ -52,6 +54,8 @@ export class PostgresBudgetStore implements BudgetStore {
   readonly gatewayId = `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   private readonly sql: postgres.Sql;
   private readonly gate: QueryGate;
+  /** Calls not settled yet: stop() lets them finish (hand-backs made while the gateway stops). */
+  private readonly pending = new Set<Promise<unknown>>();
 
   constructor(options: PostgresBudgetStoreOptions) {
     this.sql = openRegistry(
@@ -165,6 +169,10 @@ export class PostgresBudgetStore implements BudgetStore {
   }
 
   async stop(): Promise<void> {
+    await Promise.race([
+      Promise.allSettled([...this.pending]),
+      new Promise((r) => setTimeout(r, STOP_WAIT_MS)),
+    ]);
     try {
       await this.call(() => this.sql`SELECT agent_gateway_ext.budget_gateway_stop(${this.gatewayId})`);
     } catch {
@@ -174,9 +182,15 @@ export class PostgresBudgetStore implements BudgetStore {
   }
 
   private async call<T>(start: () => Promise<T>): Promise<T> {
-    const result = await this.gate.run(start, CALL_TIMEOUT_MS);
-    if (!result.ok) throw result.error;
-    return result.value;
+    const running = this.gate.run(start, CALL_TIMEOUT_MS);
+    this.pending.add(running);
+    try {
+      const result = await running;
+      if (!result.ok) throw result.error;
+      return result.value;
+    } finally {
+      this.pending.delete(running);
+    }
   }
 }
 

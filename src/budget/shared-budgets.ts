@@ -56,8 +56,7 @@ export async function startSharedBudgets(options: SharedBudgetsOptions): Promise
     },
     async stop() {
       tunnels.stop();
-      // Hand-backs started by limiter.stop() are in flight: give them a moment before the pool closes.
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Hand-backs started by limiter.stop() are among the store's pending calls: it lets them finish.
       await store.stop();
     },
   };
