@@ -171,6 +171,18 @@ describe('quota over a sliding window', () => {
     assert.equal((await lease({ ...base, want: 1000, ms: 3 })).granted, 300);
   });
 
+  test('the download quota is its own: spending uploads leaves downloads untouched, and the other way round', async () => {
+    const up = { identity: 'q-6', bucket: 'upload' as const, quota: 1000, windowS: 3600 };
+    const down = { identity: 'q-6', bucket: 'download' as const, quota: 500, windowS: 60 };
+    assert.equal((await lease({ ...up, want: 1000, ms: 0 })).granted, 1000);
+    assert.equal((await lease({ ...down, want: 1000, ms: 0 })).granted, 500);
+    assert.equal((await lease({ ...up, want: 1, ms: 1 })).quota_exhausted, true);
+    assert.equal((await lease({ ...down, want: 1, ms: 1 })).quota_exhausted, true);
+    // The download window (60 s, one-second slots) frees long before the upload one (an hour).
+    assert.equal((await lease({ ...down, want: 500, ms: 61_000 })).granted, 500);
+    assert.equal((await lease({ ...up, want: 1, ms: 61_000 })).granted, 0);
+  });
+
   test('a quota and a rate together: the smaller decides', async () => {
     const base = { identity: 'q-4', rate: 1000, burst: 5000, quota: 2000, windowS: W };
     assert.equal((await lease({ ...base, want: 10_000, ms: 0 })).granted, 2000);
