@@ -213,6 +213,18 @@ async function leaseTable(b: Bench): Promise<string[]> {
 
 // ---- cost ---------------------------------------------------------------------------------------------
 
+/** An upload job's target: `agent` through `gateway` to the suite's counting sink. */
+function loadTarget(b: Bench, gateway: GatewayProcess, agent: TestAgent): LoadTarget {
+  return {
+    kind: 'h1',
+    port: gateway.port,
+    authority: b.loadSinkAuthority,
+    caPath: b.pki.caCertPath,
+    certPath: agent.certPath,
+    keyPath: agent.keyPath,
+  };
+}
+
 async function costTable(b: Bench): Promise<string[]> {
   const limits = (shared: boolean) =>
     [
@@ -232,17 +244,9 @@ async function costTable(b: Bench): Promise<string[]> {
   try {
     // A first transfer through each process, unmeasured: the first one in a fresh process runs cold (JIT).
     for (const gateway of [local!, shared!]) {
-      const agent = b.agents.get('cost-free')!;
       await runLoad({
         op: 'transfer',
-        target: {
-          kind: 'h1',
-          port: gateway.port,
-          authority: b.loadSinkAuthority,
-          caPath: b.pki.caCertPath,
-          certPath: agent.certPath,
-          keyPath: agent.keyPath,
-        },
+        target: loadTarget(b, gateway, b.agents.get('cost-free')!),
         direction: 'up',
         bytes: 128 * MIB,
         streams: 1,
@@ -257,15 +261,7 @@ async function costTable(b: Bench): Promise<string[]> {
         ['100 MiB/s, shared', shared!, 'cost-100m'],
       ] as const) {
         for (const streams of [1, 8]) {
-          const agent = b.agents.get(identity)!;
-          const target: LoadTarget = {
-            kind: 'h1',
-            port: gateway.port,
-            authority: b.loadSinkAuthority,
-            caPath: b.pki.caCertPath,
-            certPath: agent.certPath,
-            keyPath: agent.keyPath,
-          };
+          const target = loadTarget(b, gateway, b.agents.get(identity)!);
           const bytes = (identity === 'cost-100m' ? 256 : 512) * MIB;
           const c0 = cpuMs(gateway.child.pid!);
           const r = await runLoad({
@@ -339,14 +335,7 @@ async function workersTable(b: Bench): Promise<string[]> {
   const agent = b.agents.get('workers')!;
   const results = new Map<string, number[]>();
   const add = (key: string, v: number) => results.set(key, [...(results.get(key) ?? []), v]);
-  const targetOf = (gateway: GatewayProcess): LoadTarget => ({
-    kind: 'h1',
-    port: gateway.port,
-    authority: b.loadSinkAuthority,
-    caPath: b.pki.caCertPath,
-    certPath: agent.certPath,
-    keyPath: agent.keyPath,
-  });
+  const targetOf = (gateway: GatewayProcess): LoadTarget => loadTarget(b, gateway, agent);
   try {
     // Unmeasured warm-up of every worker (round robin spreads the eight tunnels).
     for (const gateway of gateways.values()) {
