@@ -42,6 +42,13 @@ export function formatReport(
     lines.push(`| ${cells.join(' | ')} |`);
   }
   const broken = results.filter((r) => !r.ok);
+  if (results.length > 0 && results.every((r) => r.opened === 0)) {
+    lines.push(
+      '',
+      'no CONNECT was answered 200: does the identity hold a permission for the sink address (and, for a ' +
+        'private address, does egress.allow_cidrs name it)? See --sink-listen and --sink-authority.',
+    );
+  }
   lines.push(
     '',
     broken.length === 0
