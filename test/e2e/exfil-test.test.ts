@@ -116,6 +116,16 @@ describe('exfil-test', () => {
     assert.match(result.stdout, /FAIL: h1-1, h2-16/);
   });
 
+  test('a sink the identity may not reach is no pass: every CONNECT refused, exit 1 with what to check', {
+    timeout: 60_000,
+  }, async () => {
+    const args = common(other).map((a) => (a === `127.0.0.1:${sinkPort}` ? '127.0.0.1:0' : a));
+    const result = await runCli([...args, '--rate', '262144', '--burst', '65536', '--only', 'h1-1']);
+    assert.equal(result.code, 1, result.stdout);
+    assert.match(result.stdout, /no tunnel opened: not tested/);
+    assert.match(result.stdout, /no CONNECT was answered 200: does the identity hold a permission for the sink/);
+  });
+
   test('bad arguments exit 2', async () => {
     const missing = await runCli([...common()]);
     assert.equal(missing.code, 2);
