@@ -123,7 +123,10 @@ describe('exfil-test', () => {
     const result = await runCli([...args, '--rate', '262144', '--burst', '65536', '--only', 'h1-1']);
     assert.equal(result.code, 1, result.stdout);
     assert.match(result.stdout, /no tunnel opened: not tested/);
-    assert.match(result.stdout, /no CONNECT was answered 200: does the identity hold a permission for the sink/);
+    assert.match(
+      result.stdout,
+      /no CONNECT was answered 200: does the identity hold a permission for the sink/,
+    );
   });
 
   test('bad arguments exit 2', async () => {
