@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { freshDatabase } from '../test/helpers/db.js';
 import { CLI_PATH } from '../test/helpers/gateway-process.js';
 import { createTestPki } from '../test/helpers/pki.js';
+import { runLoad } from './load-runner.js';
 import {
   cpuMs,
   grantBenchAgent,
@@ -46,8 +47,6 @@ const CACHE_MS = 1000;
 /** BENCH_ONLY=throughput,open,h2open,idle runs a subset (for profiling); the table then has gaps. */
 const ONLY = new Set((process.env['BENCH_ONLY'] ?? 'throughput,open,h2open,idle').split(','));
 const OUT = process.env['BENCH_OUT'] ?? fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
-const LOAD = fileURLToPath(new URL('./suite-load.ts', import.meta.url));
-
 if (process.env['BENCH_DATABASE_URL']) process.env['TEST_DATABASE_URL'] = process.env['BENCH_DATABASE_URL'];
 
 function log(text: string): void {
@@ -61,28 +60,6 @@ function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
-}
-
-/** Runs one job in a new load-generator process; for `idle`, `whileOpen` runs with the tunnels held. */
-async function runLoad(job: LoadJob, whileOpen?: () => Promise<void>): Promise<LoadResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', LOAD, JSON.stringify(job)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const line = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => {
-      buf += c;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) resolve(buf.slice(0, nl));
-    });
-    void exited.then((code) => reject(new Error(`load job ${job.op}/${job.target.kind} exited ${code}`)));
-  });
-  const result = JSON.parse(line) as LoadResult;
-  if (whileOpen) await whileOpen();
-  child.stdin!.end('close\n');
-  await exited;
-  return result;
 }
 
 interface Proxy {

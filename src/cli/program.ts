@@ -5,6 +5,7 @@ import { registerSidecarCommand } from '../sidecar/cli.js';
 import { packageVersion } from '../version.js';
 import { registerAdminCommands } from './admin/register.js';
 import { runCheckConfig } from './check-config.js';
+import { registerExfilTestCommand } from './exfil-test.js';
 import { runMigrate } from './migrate.js';
 import { runServe } from './serve.js';
 import { registerTunnelCommands } from './tunnels.js';
@@ -91,6 +92,7 @@ registerSidecarCommand(program);
 registerAdminCommands(program);
 registerTunnelCommands(program);
 registerDashboardCommand(program);
+registerExfilTestCommand(program);
 registerDemoCommand(program);
 
 function nonEmpty(flag: string) {

@@ -1,6 +1,13 @@
 import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import { startGateway } from '../gateway/gateway.js';
+import {
+  announceListening,
+  ignoreInterruptInWorker,
+  isWorker,
+  runPrimary,
+  workerId,
+} from '../gateway/workers.js';
 import { LogEvent } from '../observability/events.js';
 import { createLogger, flushLogger, type Logger } from '../observability/logger.js';
 import { handleReloadAndIgnoredSignals } from './process-signals.js';
@@ -26,7 +33,20 @@ export async function runServe(configPath: string): Promise<number> {
     }
     throw err;
   }
-  const logger = createLogger(loaded.config.observability.log_level);
+  const processLogger = createLogger(loaded.config.observability.log_level);
+  // server.workers > 1: this process supervises the workers (gateway/workers.ts) and serves nothing.
+  if (loaded.config.server.workers > 1 && !isWorker()) {
+    const code = await runPrimary({
+      workers: loaded.config.server.workers,
+      logger: processLogger,
+      shutdownGraceMs: loaded.config.server.shutdown_grace_s * 1000,
+    });
+    await flushLogger(processLogger);
+    return code;
+  }
+  const id = workerId();
+  const logger = id === undefined ? processLogger : processLogger.child({ worker_id: id });
+  ignoreInterruptInWorker(logger);
   if (loaded.config.observability.otlp_endpoint !== undefined) {
     // Say it loudly rather than let an operator believe spans are being exported.
     logger.warn(
@@ -45,11 +65,13 @@ export async function runServe(configPath: string): Promise<number> {
   });
   // Likewise SIGINT/SIGTERM: the `listening` line can reach a supervisor before start() returns here,
   // and a stop signal in that gap must drain the gateway, not kill it with Node's default action.
-  const early = deferStopSignals();
+  // A worker stops on the primary's SIGTERM only (see gateway/workers.ts).
+  const early = deferStopSignals(isWorker() ? ['SIGTERM'] : ['SIGINT', 'SIGTERM']);
   let gateway: Gateway;
   try {
     gateway = await startGateway(loaded, { logger });
     signals.started(gateway);
+    announceListening();
   } catch (err) {
     signals.cancel();
     early.cancel();

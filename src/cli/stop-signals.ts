@@ -10,7 +10,8 @@ export interface DeferredStop {
   cancel(): void;
 }
 
-export function deferStopSignals(): DeferredStop {
+/** `signals`: the ones that stop this process (a cluster worker leaves SIGINT to its primary). */
+export function deferStopSignals(signals: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM']): DeferredStop {
   let received: NodeJS.Signals | undefined;
   let handler: ((signal: NodeJS.Signals) => void) | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -19,11 +20,9 @@ export function deferStopSignals(): DeferredStop {
     else received = signal;
   };
   const remove = () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const signal of signals) process.off(signal, onSignal);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const signal of signals) process.on(signal, onSignal);
   return {
     onStop(run) {
       handler = run;

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { CidrError, parseCidr } from '../egress/cidr.js';
 import { encodeOidContent, OidError } from '../identity/oid.js';
-import { rateLimitProblems } from '../ratelimit/settings.js';
+import { rateLimitProblems, workersProblem } from '../ratelimit/settings.js';
 import { type AdminTokens, adminSettings } from './admin-settings.js';
 import { postgresUrlProblem } from './database-url.js';
 import { ConfigError, formatKeyPath } from './errors.js';
@@ -182,6 +182,11 @@ function crossCheck(doc: unknown, env: NodeJS.ProcessEnv): CrossCheckResult {
   }
 
   for (const problem of rateLimitProblems(table(doc, 'rate_limit'))) add(problem.key, problem.message);
+  const workers = table(doc, 'server')?.['workers'];
+  if (typeof workers === 'number') {
+    const problem = workersProblem(table(doc, 'rate_limit') ?? {}, workers);
+    if (problem !== undefined) add('server.workers', problem);
+  }
   const adminTokens = adminSettings(table(doc, 'admin'), env, add);
 
   return { problems, databaseUrl, identityOidContent, adminTokens };

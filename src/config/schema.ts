@@ -15,6 +15,12 @@ const positiveInt = () =>
 const nonNegativeInt = () =>
   z.number({ error: 'must be a number' }).int('must be a whole number').nonnegative('must be >= 0');
 
+/** More processes than cores only add contention; 64 is far beyond any host this runs on. */
+export const MAX_WORKERS = 64;
+/** A quota window of at most 31 days: long enough for a monthly budget, bounded so slots stay few. */
+export const MAX_QUOTA_WINDOW_S = 31 * 86_400;
+const quotaWindow = () => positiveInt().max(MAX_QUOTA_WINDOW_S);
+
 export const serverSchema = z.strictObject({
   /** `host:port` or `[ipv6]:port` to bind the TLS listener. */
   listen_addr: z.string().min(1),
@@ -64,6 +70,11 @@ export const serverSchema = z.strictObject({
    * the port fails with EADDRINUSE instead of sharing it.
    */
   reuse_port: z.boolean({ error: 'must be true or false' }).default(true),
+  /**
+   * Processes serving the one port (node:cluster). More than one needs `rate_limit.shared = true` when any
+   * limit is set, or each process would enforce the limits on its own (see gateway/workers.ts).
+   */
+  workers: positiveInt().max(MAX_WORKERS).default(1),
 });
 
 export const observabilitySchema = z.strictObject({
@@ -132,6 +143,10 @@ export const rateLimitIdentitySchema = z.strictObject({
   download_bytes_per_second: nonNegativeInt().optional(),
   download_burst_bytes: nonNegativeInt().optional(),
   max_tunnels_per_identity: nonNegativeInt().optional(),
+  upload_quota_bytes: nonNegativeInt().optional(),
+  upload_quota_window_s: quotaWindow().optional(),
+  download_quota_bytes: nonNegativeInt().optional(),
+  download_quota_window_s: quotaWindow().optional(),
 });
 
 export const rateLimitSchema = z.strictObject({
@@ -146,6 +161,17 @@ export const rateLimitSchema = z.strictObject({
   total_burst_bytes: nonNegativeInt().optional(),
   /** Concurrent tunnels per identity; absent = 256; 0 = unlimited. */
   max_tunnels_per_identity: nonNegativeInt().optional(),
+  /**
+   * Buckets, quotas and tunnel caps in the registry database (extension agent_gateway_ext), shared by every
+   * gateway process using it and kept across restarts; absent = false (in-memory, per process).
+   */
+  shared: z.boolean({ error: 'must be true or false' }).optional(),
+  /** Upload bytes per identity over any window of upload_quota_window_s (default a day); absent = 0 = off. */
+  upload_quota_bytes: nonNegativeInt().optional(),
+  upload_quota_window_s: quotaWindow().optional(),
+  /** The same for downloads. */
+  download_quota_bytes: nonNegativeInt().optional(),
+  download_quota_window_s: quotaWindow().optional(),
   /** Per-identity overrides, keyed by the identity exactly as in the certificate (case-sensitive). */
   identities: z.record(z.string(), rateLimitIdentitySchema).optional(),
 });

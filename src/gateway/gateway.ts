@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { startSharedBudgets } from '../budget/shared-budgets.js';
 import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
 import { loadTlsMaterial } from '../config/tls-material.js';
@@ -13,6 +14,7 @@ import { OpenTunnels } from '../proxy/open-tunnels.js';
 import { RateLimiter } from '../ratelimit/limiter.js';
 import { rateLimitSettings } from '../ratelimit/settings.js';
 import { GatewayEvents } from '../session/events.js';
+import { systemClock } from '../time/clock.js';
 import { runningVersions } from '../version.js';
 import { startAdmin } from './admin-wiring.js';
 import { drain } from './drain.js';
@@ -22,6 +24,7 @@ import { ownAddresses, protectedEndpoints } from './own-addresses.js';
 import { openRegistrySide } from './registry-wiring.js';
 import { applyReload } from './reload.js';
 import { GatewayStatus } from './status.js';
+import { isWorker } from './workers.js';
 
 export interface GatewayOptions {
   readonly logger: Logger;
@@ -71,7 +74,19 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     denyCidrs: config.egress.deny_cidrs,
     ownAddresses: own,
   });
-  const limiter = new RateLimiter(rateLimitSettings(config.rate_limit));
+  // [rate_limit] shared = true: buckets, quotas and tunnel caps in the registry database (budget/).
+  const budgets = config.rate_limit.shared
+    ? await startSharedBudgets({
+        databaseUrl: loaded.databaseUrl,
+        connectTimeoutMs: config.policy.connect_timeout_ms,
+        events,
+      }).catch(async (err: unknown) => {
+        await registry.close(1);
+        throw err;
+      })
+    : undefined;
+  const limiter = new RateLimiter(rateLimitSettings(config.rate_limit), systemClock, budgets?.limiterOptions);
+  budgets?.track(limiter);
   const flow: ConnectFlowDeps = {
     policy,
     limiter,
@@ -89,7 +104,10 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   const fronts = createFronts({ loaded, tls, flow, tunnels, events, logger, limiter });
   const { server } = fronts;
 
-  const reusePort = config.server.reuse_port;
+  // Cluster workers (server.workers > 1) asking for port 0 would each get a random port of their own with
+  // SO_REUSEPORT; without it they share the primary's one socket. A fixed port keeps SO_REUSEPORT (rolling
+  // restarts), and then each worker binds its own socket on that port.
+  const reusePort = config.server.reuse_port && !(isWorker() && listen.port === 0);
   const address = await listenOn(server, { ...listen, reusePort });
   server.on('error', (err) => logger.error({ error: err.message }, LogEvent.listenerError));
   const live = startLiveAuthorization({ databaseUrl: loaded.databaseUrl, config, policy, tunnels, events });
@@ -110,6 +128,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   } catch (err) {
     server.close();
     await live.stop();
+    await budgets?.stop();
     await registry.close(1);
     throw err;
   }
@@ -145,6 +164,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
             () => live.stop(),
             () => admin?.close(),
             () => limiter.stop(),
+            () => budgets?.stop(),
             () => registry.close(2),
             () => audit.flush(),
           ],

@@ -9,6 +9,9 @@ import { rateLimitSettings } from '../ratelimit/settings.js';
 /** The tables a running gateway applies whole on SIGHUP. */
 export const RELOADABLE_TABLES: ReadonlySet<string> = new Set(['rate_limit']);
 
+/** Keys inside a reloadable table that still need a restart: where the buckets live is chosen at start. */
+const RESTART_KEYS_IN_RELOADABLE: readonly (readonly [string, string])[] = [['rate_limit', 'shared']];
+
 /**
  * Single keys applied on SIGHUP: the certificate and key files. They are re-read on every SIGHUP, even
  * when the paths did not change, since a rotation usually replaces the files in place. The admin
@@ -51,6 +54,11 @@ export function changesNeedingRestart(
     const a = (running as Record<string, Record<string, unknown> | undefined>)[table] ?? {};
     const b = (next as Record<string, Record<string, unknown> | undefined>)[table] ?? {};
     for (const key of changedKeys(table, a, b)) if (!reloadable.has(key)) changed.push(key);
+  }
+  for (const [table, key] of RESTART_KEYS_IN_RELOADABLE) {
+    const a = (running as Record<string, Record<string, unknown> | undefined>)[table]?.[key];
+    const b = (next as Record<string, Record<string, unknown> | undefined>)[table]?.[key];
+    if ((a ?? false) !== (b ?? false)) changed.push(`${table}.${key}`);
   }
   return changed.sort();
 }

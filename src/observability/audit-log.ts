@@ -137,6 +137,23 @@ export function auditLogSubscriber(
       if (e.healthy) logger.info({ mode: e.mode, detail: e.detail }, LogEvent.liveCheckHealthy);
       else logger.error({ mode: e.mode, detail: e.detail }, LogEvent.liveCheckUnhealthy);
     },
+    quotaExhausted(e) {
+      logger.warn(
+        {
+          ...identityFields(e.identity),
+          direction: e.direction,
+          quota_bytes: e.quotaBytes,
+          quota_window_s: e.windowS,
+          used_bytes: e.usedBytes,
+          retry_after_s: Math.ceil(e.retryAfterS),
+        },
+        LogEvent.quotaExhausted,
+      );
+    },
+    budgetStoreStatus(e) {
+      if (e.available) logger.info({}, LogEvent.budgetStoreAvailable);
+      else logger.warn({ error: e.error }, LogEvent.budgetStoreUnavailable);
+    },
   };
 }
 
@@ -179,7 +196,13 @@ function rejection(e: ConnectRejected): { msg: string; kind: string; fields: Fie
     case 'too_many_tunnels':
       return { msg: LogEvent.tooManyTunnels, kind: LogEvent.tooManyTunnels, fields: { ...base, ...e.facts } };
     case 'over_quota':
-      return { msg: LogEvent.tooManyTunnels, kind: 'over_quota', fields: { ...base, ...e.facts } };
+      return { msg: LogEvent.overQuota, kind: LogEvent.overQuota, fields: { ...base, ...e.facts } };
+    case 'budget_unavailable':
+      return {
+        msg: LogEvent.budgetUnavailable,
+        kind: LogEvent.budgetUnavailable,
+        fields: { ...base, error: optionalText(e.detail) },
+      };
     case 'upstream_failed':
       return {
         msg: LogEvent.tcpConnectFailed,

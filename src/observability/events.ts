@@ -52,6 +52,18 @@ export const LogEvent = {
   dashboardListening: 'dashboard listening',
   /** SIGUSR1/SIGUSR2 and other signals the process does not act on. */
   signalIgnored: 'signal ignored',
+  /** A CONNECT was refused with 429 and Retry-After: the identity's quota is spent. */
+  overQuota: 'over quota',
+  /** A CONNECT was refused with 503: the shared budget store could not be asked (limited identity). */
+  budgetUnavailable: 'budget unavailable',
+  /** An identity spent its quota: once per identity and direction per quota window, across gateways. */
+  quotaExhausted: 'quota exhausted',
+  /** The shared budget store stopped (or started again) answering; logged on the change only. */
+  budgetStoreUnavailable: 'budget store unavailable',
+  budgetStoreAvailable: 'budget store available',
+  /** server.workers > 1: the primary started a worker process, or one exited. */
+  workerStarted: 'worker started',
+  workerExited: 'worker exited',
 } as const;
 
 export type LogEventName = (typeof LogEvent)[keyof typeof LogEvent];

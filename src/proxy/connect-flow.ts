@@ -4,7 +4,7 @@ import { DialError, dialVetted } from '../egress/dial.js';
 import type { EgressGuard } from '../egress/guard.js';
 import { type LookupFn, vetDestination } from '../egress/resolve.js';
 import type { PolicyAllow, PolicyEngine } from '../policy/engine.js';
-import type { RateLimiter, TunnelReservation } from '../ratelimit/limiter.js';
+import type { RateLimiter, ReserveResult, TunnelReservation } from '../ratelimit/limiter.js';
 import type { ConnectAttempt, ConnectRejected, GatewayEvents, RejectReason } from '../session/events.js';
 import type { RejectStatus } from './responses.js';
 
@@ -14,7 +14,10 @@ export interface ConnectFlowDeps {
   readonly connectTimeoutMs: number;
   readonly lookup?: LookupFn;
   readonly events: GatewayEvents;
-  /** Enforces max_tunnels_per_identity (429); the slot travels with the outcome to the tunnel. */
+  /**
+   * Enforces max_tunnels_per_identity and, with shared budgets, the quotas (429); the slot travels with
+   * the outcome to the tunnel.
+   */
   readonly limiter?: RateLimiter;
   /** Monotonic milliseconds for the phases' times (injected in tests). */
   readonly now?: () => number;
@@ -38,10 +41,14 @@ export interface DialledTunnel {
   readonly reservation: TunnelReservation | undefined;
 }
 
-export type ConnectOutcome =
-  | DialledTunnel
-  | { readonly kind: 'reject'; readonly status: RejectStatus }
-  | { readonly kind: 'cancelled' };
+/** A refusal: the status to answer, and for a spent quota when to try again (`Retry-After`, seconds). */
+export interface RejectedConnect {
+  readonly kind: 'reject';
+  readonly status: RejectStatus;
+  readonly retryAfterS?: number;
+}
+
+export type ConnectOutcome = DialledTunnel | RejectedConnect | { readonly kind: 'cancelled' };
 
 /**
  * The decision for one CONNECT, the same for both protocols: normalize the authority, take the identity's
@@ -78,16 +85,11 @@ export async function runConnectFlow(deps: ConnectFlowDeps, req: ConnectRequest)
 
   // The tunnel cap comes before policy and DNS: an identity flooding CONNECTs costs no queries.
   const slot = deps.limiter?.reserve(attempt.identity);
-  if (slot !== undefined && !slot.ok) {
-    return reject(deps.events, attempt, 429, { kind: 'too_many_tunnels' }, undefined, {
-      max_tunnels_per_identity: slot.maxTunnels,
-      open_tunnels: slot.openTunnels,
-    });
-  }
+  if (slot !== undefined && !slot.ok) return refuseSlot(deps.events, attempt, slot);
   const reservation = slot?.reservation;
   let outcome: ConnectOutcome;
   try {
-    outcome = await authorizeAndDial(deps, req, attempt.identity, destination);
+    outcome = await authorizeAndDial(deps, req, attempt.identity, destination, reservation);
   } catch (err) {
     reservation?.release();
     throw err;
@@ -115,9 +117,35 @@ export function reject(
   reason: RejectReason,
   detail: string | undefined,
   facts?: ConnectRejected['facts'],
-): { readonly kind: 'reject'; readonly status: RejectStatus } {
+): RejectedConnect {
   events.emit('connectRejected', { attempt, status, reason, detail, ...(facts ? { facts } : {}) });
   return { kind: 'reject', status };
+}
+
+/** The tunnel cap (429), a spent quota (429 with Retry-After) or an unreachable budget store (503). */
+function refuseSlot(
+  events: GatewayEvents,
+  attempt: ConnectAttempt,
+  slot: Exclude<ReserveResult, { ok: true }>,
+): RejectedConnect {
+  switch (slot.reason) {
+    case 'too_many_tunnels':
+      return reject(events, attempt, 429, { kind: 'too_many_tunnels' }, undefined, {
+        max_tunnels_per_identity: slot.maxTunnels,
+        open_tunnels: slot.openTunnels,
+      });
+    case 'over_quota': {
+      // Whole seconds, at least one: Retry-After has no fractions (RFC 9110), and 0 would invite a storm.
+      const retryAfterS = Math.max(1, Math.ceil(slot.retryAfterS));
+      const refused = reject(events, attempt, 429, { kind: 'over_quota' }, undefined, {
+        direction: slot.direction,
+        retry_after_s: retryAfterS,
+      });
+      return { ...refused, retryAfterS };
+    }
+    case 'budget_unavailable':
+      return reject(events, attempt, 503, { kind: 'budget_unavailable' }, slot.detail);
+  }
 }
 
 const monotonic = () => performance.now();
@@ -128,6 +156,7 @@ async function authorizeAndDial(
   req: ConnectRequest,
   identity: string,
   destination: Destination,
+  reservation: TunnelReservation | undefined,
 ): Promise<ConnectOutcome> {
   const { attempt } = req;
   const now = deps.now ?? monotonic;
@@ -146,6 +175,14 @@ async function authorizeAndDial(
   }
   attempt.grant = decision;
   if (req.cancelled()) return { kind: 'cancelled' };
+
+  // With shared budgets: the cap across every gateway and the quotas. After the policy, so that only an
+  // identity with a permission ever reaches the budget store.
+  if (reservation !== undefined && deps.limiter !== undefined) {
+    const refusal = await deps.limiter.confirm(reservation);
+    if (refusal !== undefined) return refuseSlot(deps.events, attempt, refusal);
+    if (req.cancelled()) return { kind: 'cancelled' };
+  }
 
   const dnsPhase = { start: now(), end: 0 };
   attempt.dns = dnsPhase;

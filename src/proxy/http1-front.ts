@@ -113,7 +113,7 @@ async function handleConnect(
     const outcome = await runConnectFlow(options.flow, { attempt, cancelled: () => socket.destroyed });
     if (outcome.kind === 'cancelled') return;
     if (outcome.kind === 'reject') {
-      refuse(socket, outcome.status);
+      refuse(socket, outcome.status, outcome.retryAfterS);
       return;
     }
     if (socket.destroyed) {
@@ -144,8 +144,8 @@ function internalError(options: Http1FrontOptions, info: ConnectionInfo, err: un
  */
 const REFUSED_LINGER_MS = 2000;
 
-function refuse(socket: Duplex, status: RejectStatus): void {
+function refuse(socket: Duplex, status: RejectStatus, retryAfterS?: number): void {
   if (socket.destroyed) return;
-  socket.end(http1RejectResponse(status));
+  socket.end(http1RejectResponse(status, retryAfterS));
   setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
 }

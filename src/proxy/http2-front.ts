@@ -193,7 +193,7 @@ async function handleStream(
     });
     if (outcome.kind === 'cancelled') return;
     if (outcome.kind === 'reject') {
-      respond(stream, outcome.status);
+      respond(stream, outcome.status, outcome.retryAfterS);
       closeIfUseless(session, info);
       return;
     }
@@ -237,8 +237,13 @@ function internalError(options: Http2FrontOptions, info: ConnectionInfo, err: un
   );
 }
 
-function respond(stream: ServerHttp2Stream, status: RejectStatus): void {
+/** A refusal on one stream; `retryAfterS` (a spent quota) adds `retry-after`. */
+function respond(stream: ServerHttp2Stream, status: RejectStatus, retryAfterS?: number): void {
   if (stream.destroyed || stream.closed) return;
-  stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+  stream.respond({
+    ':status': status,
+    'content-type': 'text/plain; charset=utf-8',
+    ...(retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) }),
+  });
   stream.end(`${STATUS_BODY[status]}\n`);
 }

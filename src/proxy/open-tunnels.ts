@@ -129,8 +129,8 @@ export class OpenTunnels {
           burstBytes: bucket.burstBytes,
         }),
       );
-      tunnel.up.observe(entry.throttle.up);
-      tunnel.down.observe(entry.throttle.down);
+      tunnel.up.throttle(entry.throttle.up);
+      tunnel.down.throttle(entry.throttle.down);
     }
     this.add(entry);
     events.emit('tunnelOpened', { session, attempt });

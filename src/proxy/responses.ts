@@ -19,13 +19,17 @@ const REASON_PHRASE: Readonly<Record<RejectStatus, string>> = {
   503: 'Service Unavailable',
 };
 
-/** The complete HTTP/1.1 response for a refused request; the connection is closed after it. */
-export function http1RejectResponse(status: RejectStatus): string {
+/**
+ * The complete HTTP/1.1 response for a refused request; the connection is closed after it. `retryAfterS`
+ * (whole seconds) adds `Retry-After`: a spent quota says when enough of its window will have passed.
+ */
+export function http1RejectResponse(status: RejectStatus, retryAfterS?: number): string {
   const body = `${STATUS_BODY[status]}\n`;
   return (
     `HTTP/1.1 ${status} ${REASON_PHRASE[status]}\r\n` +
     'Content-Type: text/plain; charset=utf-8\r\n' +
     `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    (retryAfterS === undefined ? '' : `Retry-After: ${retryAfterS}\r\n`) +
     'Connection: close\r\n\r\n' +
     body
   );

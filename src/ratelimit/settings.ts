@@ -7,6 +7,17 @@ export interface BucketLimit {
   readonly burstBytes: number;
 }
 
+/** A byte quota over a sliding window; 0 bytes = off. Kept in the shared store (needs `shared = true`). */
+export interface QuotaLimit {
+  readonly bytes: number;
+  readonly windowS: number;
+}
+
+/** A bucket's rate and burst, with the quota its leases are also charged to (shared buckets only). */
+export interface BucketSpec extends BucketLimit {
+  readonly quota?: QuotaLimit;
+}
+
 /** Everything the gateway enforces for one identity. */
 export interface IdentityLimits {
   /** client → destination. */
@@ -15,6 +26,8 @@ export interface IdentityLimits {
   readonly download: BucketLimit;
   /** Concurrent tunnels (including CONNECTs still being decided); 0 = unlimited. */
   readonly maxTunnels: number;
+  readonly uploadQuota: QuotaLimit;
+  readonly downloadQuota: QuotaLimit;
 }
 
 /** The `[rate_limit]` table resolved: every identity's limits with inheritance applied. */
@@ -24,6 +37,8 @@ export interface RateLimitSettings {
   readonly identities: ReadonlyMap<string, IdentityLimits>;
   /** Upload across all identities together. */
   readonly total: BucketLimit;
+  /** Buckets, quotas and tunnel caps live in the registry database, shared by every gateway process. */
+  readonly shared: boolean;
 }
 
 /**
@@ -34,6 +49,8 @@ export interface RateLimitSettings {
 export const DEFAULT_MAX_TUNNELS_PER_IDENTITY = 256;
 /** The schema's default for `burst_bytes`, repeated for raw (unvalidated) tables. */
 const DEFAULT_BURST_BYTES = 1_048_576;
+/** A day: the upload-limit argument (weights are far larger than legitimate output) needs long windows. */
+export const DEFAULT_QUOTA_WINDOW_S = 86_400;
 
 export type RateLimitTable = GatewayConfig['rate_limit'];
 
@@ -43,7 +60,27 @@ export function rateLimitSettings(table: RateLimitTable): RateLimitSettings {
     defaults: toLimits(resolved.defaults),
     identities: new Map(resolved.identities.map(([name, r]) => [name, toLimits(r)])),
     total: { bytesPerSecond: resolved.total.rate.value, burstBytes: resolved.total.burst.value },
+    shared: table.shared === true,
   };
+}
+
+/** The upload (identity bucket, with its quota) and download specs of an identity's limits. */
+export function uploadSpec(limits: IdentityLimits): BucketSpec {
+  return { ...limits.upload, quota: limits.uploadQuota };
+}
+
+export function downloadSpec(limits: IdentityLimits): BucketSpec {
+  return { ...limits.download, quota: limits.downloadQuota };
+}
+
+/** True when some byte of this identity is limited (a rate or a quota in either direction). */
+export function bytesLimited(limits: IdentityLimits): boolean {
+  return (
+    limits.upload.bytesPerSecond > 0 ||
+    limits.download.bytesPerSecond > 0 ||
+    limits.uploadQuota.bytes > 0 ||
+    limits.downloadQuota.bytes > 0
+  );
 }
 
 export function limitsFor(settings: RateLimitSettings, identity: string): IdentityLimits {
@@ -87,12 +124,51 @@ export function rateLimitProblems(table: unknown): RateLimitProblem[] {
       message: 'an identity name must not be empty (identities are never empty strings)',
     });
   }
+  const shared = table['shared'] === true;
   for (const r of [resolved.defaults, ...resolved.identities.map(([, r]) => r)]) {
     check(r.upload);
     check(r.download);
+    if (!shared) {
+      for (const quota of [r.uploadQuota, r.downloadQuota]) {
+        if (quota.bytes.value === 0 || seen.has(quota.bytes.key)) continue;
+        seen.add(quota.bytes.key);
+        problems.push({
+          key: quota.bytes.key,
+          message:
+            'needs rate_limit.shared = true: a quota must outlive restarts and hold across gateways, so it ' +
+            'is kept in the registry database (agent-gateway migrate adds its tables)',
+        });
+      }
+    }
   }
   check(resolved.total);
   return problems;
+}
+
+/**
+ * Why `server.workers` processes cannot enforce this `[rate_limit]` table, or undefined: without
+ * `shared = true` each process keeps its own buckets and tunnel counts, so every limit would be
+ * multiplied by the number of workers.
+ */
+export function workersProblem(table: unknown, workers: number): string | undefined {
+  if (workers <= 1 || !isTable(table) || table['shared'] === true) return undefined;
+  const resolved = resolveTable(table);
+  const limited = (r: SourcedIdentity): boolean =>
+    r.upload.rate.value > 0 ||
+    r.download.rate.value > 0 ||
+    r.maxTunnels.value > 0 ||
+    r.uploadQuota.bytes.value > 0 ||
+    r.downloadQuota.bytes.value > 0;
+  const any =
+    resolved.total.rate.value > 0 ||
+    limited(resolved.defaults) ||
+    resolved.identities.some(([, r]) => limited(r));
+  if (!any) return undefined;
+  return (
+    `${workers} workers would each enforce [rate_limit] on their own (${workers}x every rate and tunnel cap): ` +
+    'set rate_limit.shared = true so that they share one budget, or set workers = 1 ' +
+    '(max_tunnels_per_identity defaults to 256, so it counts as a limit unless set to 0)'
+  );
 }
 
 const BURST_HINT =
@@ -109,10 +185,17 @@ interface SourcedLimit {
   readonly burst: Sourced;
 }
 
+interface SourcedQuota {
+  readonly bytes: Sourced;
+  readonly windowS: Sourced;
+}
+
 interface SourcedIdentity {
   readonly upload: SourcedLimit;
   readonly download: SourcedLimit;
   readonly maxTunnels: Sourced;
+  readonly uploadQuota: SourcedQuota;
+  readonly downloadQuota: SourcedQuota;
 }
 
 type Table = Readonly<Record<string, unknown>>;
@@ -160,6 +243,14 @@ function resolveIdentity(root: Table, own: Table | undefined, ownPath: string): 
       burst: pick('download_burst_bytes', burst),
     },
     maxTunnels: pick('max_tunnels_per_identity', { value: DEFAULT_MAX_TUNNELS_PER_IDENTITY, key: '' }),
+    uploadQuota: {
+      bytes: pick('upload_quota_bytes', { value: 0, key: '' }),
+      windowS: pick('upload_quota_window_s', { value: DEFAULT_QUOTA_WINDOW_S, key: '' }),
+    },
+    downloadQuota: {
+      bytes: pick('download_quota_bytes', { value: 0, key: '' }),
+      windowS: pick('download_quota_window_s', { value: DEFAULT_QUOTA_WINDOW_S, key: '' }),
+    },
   };
 }
 
@@ -168,6 +259,8 @@ function toLimits(r: SourcedIdentity): IdentityLimits {
     upload: { bytesPerSecond: r.upload.rate.value, burstBytes: r.upload.burst.value },
     download: { bytesPerSecond: r.download.rate.value, burstBytes: r.download.burst.value },
     maxTunnels: r.maxTunnels.value,
+    uploadQuota: { bytes: r.uploadQuota.bytes.value, windowS: r.uploadQuota.windowS.value },
+    downloadQuota: { bytes: r.downloadQuota.bytes.value, windowS: r.downloadQuota.windowS.value },
   };
 }
 

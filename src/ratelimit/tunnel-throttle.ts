@@ -1,5 +1,5 @@
 import type { Clock } from '../time/clock.js';
-import type { TokenBucket } from './bucket.js';
+import type { Bucket } from './bucket.js';
 import {
   type DirectionName,
   type Throttleable,
@@ -18,11 +18,11 @@ export interface ThrottleSummary {
 }
 
 /** Called once per tunnel, the first time either direction is held ("rate limited" is logged once). */
-export type FirstThrottleHandler = (direction: DirectionName, by: TokenBucket) => void;
+export type FirstThrottleHandler = (direction: DirectionName, by: Bucket) => void;
 
 export interface ThrottleBuckets {
-  readonly upload: readonly [TokenBucket] | readonly [TokenBucket, TokenBucket];
-  readonly download: readonly [TokenBucket];
+  readonly upload: readonly [Bucket] | readonly [Bucket, Bucket];
+  readonly download: readonly [Bucket];
 }
 
 /** Both directions of one tunnel, and the tunnel-level view of them. */
@@ -43,11 +43,9 @@ export class TunnelThrottle implements ThrottleListener {
   ) {
     this.up = new ThrottledDirection('client_to_dest', relays.up, buckets.upload, clock, this);
     this.down = new ThrottledDirection('dest_to_client', relays.down, buckets.download, clock, this);
-    this.up.join();
-    this.down.join();
   }
 
-  onHeld(direction: ThrottledDirection, by: TokenBucket): void {
+  onHeld(direction: ThrottledDirection, by: Bucket): void {
     if (this.heldDirections++ === 0) this.heldSince = this.clock.now();
     if (!this.announced) {
       this.announced = true;

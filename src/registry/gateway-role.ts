@@ -7,9 +7,9 @@ import { scramSha256Verifier } from './scram.js';
  * privileges listed here. The registry is the trust root (README, "Trust model"), so neither the gateway
  * nor the dashboard may write it.
  *
- * These lists are the one place that says what each role may do. An extension that adds tables (under
- * its own schema, e.g. `agent_gateway_ext`) adds its grants here, marked `optional` so that a registry
- * without the extension still gets a working role.
+ * These lists are the one place that says what each role may do. An extension that adds tables or
+ * functions (under its own schema, `agent_gateway_ext`) adds its grants here, marked `optional` so that a
+ * registry without the extension still gets a working role.
  */
 export interface TableGrant {
   /** Undefined: the schema the registry tables were migrated into (where agent_gateway_schema_version is). */
@@ -60,11 +60,34 @@ export interface RoleSpec {
   readonly forbiddenFunctions: readonly FunctionGrant[];
 }
 
-/** `agent-gateway serve`: reads the registry, never writes it, never revokes. */
+const BUDGET = 'agent_gateway_ext';
+
+/**
+ * Shared budgets (extension version 3): the role changes budget state only through these SECURITY
+ * DEFINER functions, which check their arguments and write only the budget tables; it holds no privilege
+ * on any table of the extension, so it cannot set a bucket, a quota or a lease to a value of its choosing
+ * (it can only lease, hand back what it leased, and count its own tunnels). The *_at variants, which take
+ * the time as an argument, are not granted: the budget is computed on the database clock.
+ */
+export const GATEWAY_ROLE_FUNCTION_GRANTS: readonly FunctionGrant[] = [
+  'budget_lease(text, text, text, double precision, double precision, bigint, integer, bigint, bigint, integer)',
+  'budget_return(text, bigint[], bigint[])',
+  'budget_tunnel_admit(text, text, integer, integer, bigint, integer, bigint, integer)',
+  'budget_tunnel_release(text, text)',
+  'budget_sync(text, text[], integer[], integer)',
+  'budget_gateway_stop(text)',
+  'budget_peek(text, text, double precision, double precision, bigint, integer)',
+  'budget_list_identities()',
+].map((signature) => ({ schema: BUDGET, signature, optional: true }));
+
+/**
+ * `agent-gateway serve`: reads the registry, never writes it, never revokes; with shared budgets it runs
+ * the budget functions (which write only the extension's budget tables).
+ */
 export const GATEWAY_ROLE: RoleSpec = {
   kind: 'gateway',
   tables: GATEWAY_ROLE_GRANTS,
-  functions: [],
+  functions: GATEWAY_ROLE_FUNCTION_GRANTS,
   forbiddenFunctions: REVOCATION_FUNCTIONS,
 };
 
@@ -169,50 +192,67 @@ export async function ensureRole(
     await tx.unsafe(`GRANT CONNECT ON DATABASE ${quoteIdent(db!.name)} TO ${quoteIdent(role)}`);
     granted.push(`CONNECT ON DATABASE ${db!.name}`);
     const usable = new Set<string>();
-    for (const grant of grants) {
-      const target = `${grant.schema}.${grant.table}`;
-      const [found] = await tx<{ present: boolean }[]>`
-        SELECT to_regclass(${`${quoteIdent(grant.schema)}.${quoteIdent(grant.table)}`}) IS NOT NULL AS present`;
+    // Tables and functions alike: present (or optional and skipped), then USAGE on the schema once, then
+    // the grant itself. Names come from the lists above, never from input.
+    const objects: GrantObject[] = [
+      ...grants.map((g) => ({
+        schema: g.schema,
+        label: `${g.schema}.${g.table}`,
+        sqlName: `${quoteIdent(g.schema)}.${quoteIdent(g.table)}`,
+        kind: 'table' as const,
+        privileges: g.privileges.join(', '),
+        optional: g.optional === true,
+      })),
+      ...spec.functions.map((g) => ({
+        schema: g.schema,
+        label: `${g.schema}.${g.signature}`,
+        sqlName: `${quoteIdent(g.schema)}.${g.signature}`,
+        kind: 'function' as const,
+        privileges: 'EXECUTE',
+        optional: g.optional === true,
+      })),
+    ];
+    for (const object of objects) {
+      const [found] =
+        object.kind === 'table'
+          ? await tx<{ present: boolean }[]>`SELECT to_regclass(${object.sqlName}) IS NOT NULL AS present`
+          : await tx<
+              { present: boolean }[]
+            >`SELECT to_regprocedure(${object.sqlName}) IS NOT NULL AS present`;
+      const on = object.kind === 'table' ? object.label : `FUNCTION ${object.label}`;
       if (found?.present !== true) {
-        if (grant.optional === true) {
-          skipped.push(`${grant.privileges.join(', ')} ON ${target} (no such table)`);
+        if (object.optional) {
+          skipped.push(`${object.privileges} ON ${on} (no such ${object.kind})`);
           continue;
         }
         throw new GatewayRoleError(
-          `table ${target} does not exist: run \`agent-gateway migrate\` first (it creates the registry tables)`,
+          `${object.kind} ${object.label} does not exist: run \`agent-gateway migrate\` first (it creates the registry tables and the extension)`,
           false,
         );
       }
-      if (!usable.has(grant.schema)) {
-        usable.add(grant.schema);
-        await tx.unsafe(`GRANT USAGE ON SCHEMA ${quoteIdent(grant.schema)} TO ${quoteIdent(role)}`);
-        granted.push(`USAGE ON SCHEMA ${grant.schema}`);
+      if (!usable.has(object.schema)) {
+        usable.add(object.schema);
+        await tx.unsafe(`GRANT USAGE ON SCHEMA ${quoteIdent(object.schema)} TO ${quoteIdent(role)}`);
+        granted.push(`USAGE ON SCHEMA ${object.schema}`);
       }
-      await tx.unsafe(
-        `GRANT ${grant.privileges.join(', ')} ON TABLE ${quoteIdent(grant.schema)}.${quoteIdent(grant.table)} TO ${quoteIdent(role)}`,
-      );
-      granted.push(`${grant.privileges.join(', ')} ON ${target}`);
-    }
-    for (const fn of spec.functions) {
-      const target = `${fn.schema}.${fn.signature}`;
-      if (!(await functionExists(tx, fn))) {
-        throw new GatewayRoleError(
-          `function ${target} does not exist: run \`agent-gateway migrate\` first (extension version 2 adds it)`,
-          false,
-        );
-      }
-      if (!usable.has(fn.schema)) {
-        usable.add(fn.schema);
-        await tx.unsafe(`GRANT USAGE ON SCHEMA ${quoteIdent(fn.schema)} TO ${quoteIdent(role)}`);
-        granted.push(`USAGE ON SCHEMA ${fn.schema}`);
-      }
-      await tx.unsafe(
-        `GRANT EXECUTE ON FUNCTION ${quoteIdent(fn.schema)}.${fn.signature} TO ${quoteIdent(role)}`,
-      );
-      granted.push(`EXECUTE ON FUNCTION ${target}`);
+      const target = object.kind === 'table' ? `TABLE ${object.sqlName}` : `FUNCTION ${object.sqlName}`;
+      await tx.unsafe(`GRANT ${object.privileges} ON ${target} TO ${quoteIdent(role)}`);
+      granted.push(`${object.privileges} ON ${on}`);
     }
     return { role, created: existing === undefined, passwordSet: verifier !== undefined, granted, skipped };
   });
+}
+
+/** A table or function grant, as one loop applies it. */
+interface GrantObject {
+  readonly schema: string;
+  /** How messages name it: `schema.table` or `schema.function(args)`. */
+  readonly label: string;
+  /** How SQL names it (quoted identifiers; a function's signature from GATEWAY_ROLE_FUNCTION_GRANTS). */
+  readonly sqlName: string;
+  readonly kind: 'table' | 'function';
+  readonly privileges: string;
+  readonly optional: boolean;
 }
 
 interface RoleAttributes {

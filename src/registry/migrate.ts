@@ -8,7 +8,7 @@ import type postgres from 'postgres';
 export const SCHEMA_VERSION = 1;
 
 /** The extension version this build ships (the newest file in `migrations/extension/`). */
-export const EXTENSION_VERSION = 2;
+export const EXTENSION_VERSION = 3;
 
 /**
  * A numbered series of migration files with a version table of its own. Two exist: the registry

@@ -99,6 +99,8 @@ export type RejectReason =
   | { readonly kind: 'method_not_allowed' }
   | { readonly kind: 'too_many_tunnels' }
   | { readonly kind: 'over_quota' }
+  /** The shared budget store could not be asked and the identity's bytes are limited (fail closed). */
+  | { readonly kind: 'budget_unavailable' }
   | { readonly kind: 'upstream_failed'; readonly errorKind: string }
   | { readonly kind: 'internal_error' };
 
@@ -171,6 +173,42 @@ export interface OperatorAction {
   readonly result: Readonly<Record<string, string | number>>;
 }
 
+/** Which shared bucket a lease is drawn from: an identity's upload or download, or the all-identity one. */
+export type BudgetBucketName = 'upload' | 'download' | 'total';
+
+/**
+ * One lease call to the shared budget store (`[rate_limit] shared = true`), timed: the store's latency is
+ * what a metrics subscriber graphs. Published for every call, successful or not; the audit log ignores it.
+ */
+export interface BudgetLease {
+  /** Empty for the all-identity bucket. */
+  readonly identity: string;
+  readonly bucket: BudgetBucketName;
+  readonly requestedBytes: number;
+  readonly grantedBytes: number;
+  /** From the call to its answer (monotonic ms). */
+  readonly latencyMs: number;
+  /** false: the store did not answer (the lease counts as nothing granted). */
+  readonly ok: boolean;
+}
+
+/** An identity's quota is spent: published once per identity and direction per quota window, across gateways. */
+export interface QuotaExhausted {
+  readonly identity: string;
+  readonly direction: 'upload' | 'download';
+  readonly quotaBytes: number;
+  readonly windowS: number;
+  readonly usedBytes: number;
+  /** When the window will have freed room again. */
+  readonly retryAfterS: number;
+}
+
+/** The shared budget store answered (again) or stopped answering; published on changes only. */
+export interface BudgetStoreStatus {
+  readonly available: boolean;
+  readonly error: string | undefined;
+}
+
 export interface GatewayEventMap {
   handshakeCompleted: HandshakeCompleted;
   handshakeFailed: HandshakeFailed;
@@ -184,6 +222,9 @@ export interface GatewayEventMap {
   registryStatus: RegistryStatus;
   liveCheckStatus: LiveCheckStatus;
   operatorAction: OperatorAction;
+  budgetLease: BudgetLease;
+  quotaExhausted: QuotaExhausted;
+  budgetStoreStatus: BudgetStoreStatus;
 }
 
 export type GatewayEventName = keyof GatewayEventMap;
@@ -214,6 +255,9 @@ export class GatewayEvents {
     registryStatus: [],
     liveCheckStatus: [],
     operatorAction: [],
+    budgetLease: [],
+    quotaExhausted: [],
+    budgetStoreStatus: [],
   };
   readonly #reported = new WeakSet<object>();
 

@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import postgres from 'postgres';
-import { ensureGatewayRole, GATEWAY_ROLE_GRANTS, GatewayRoleError } from '../../src/registry/gateway-role.js';
+import {
+  ensureGatewayRole,
+  GATEWAY_ROLE_FUNCTION_GRANTS,
+  GATEWAY_ROLE_GRANTS,
+  GatewayRoleError,
+} from '../../src/registry/gateway-role.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
 /**
@@ -87,6 +92,38 @@ test('creates a LOGIN role that reads every registry table and can write none of
       }
     }
     await assert.rejects(asGateway.unsafe('CREATE TABLE public.intruder (x int)'), /permission denied/);
+  } finally {
+    await asGateway.end();
+  }
+});
+
+test('budgets: the role calls the budget functions, not their clock-taking variants, and writes no table', async () => {
+  const result = await ensureGatewayRole(db.sql, { name: role });
+  assert.deepEqual(
+    result.granted.filter((g) => g.startsWith('EXECUTE')),
+    GATEWAY_ROLE_FUNCTION_GRANTS.map((g) => `EXECUTE ON FUNCTION agent_gateway_ext.${g.signature}`),
+  );
+  const asGateway = connectAs(role);
+  try {
+    const [granted] = await asGateway<{ lease_id: string | null; granted: string }[]>`
+      SELECT * FROM agent_gateway_ext.budget_lease('gw', 'agent-role', 'upload', 1000, 1000, 0, 86400, 500, 1, 60)`;
+    assert.equal(granted?.granted, '500');
+    await asGateway`SELECT agent_gateway_ext.budget_sync('gw', '{}'::text[], '{}'::integer[], 15)`;
+    // The variant that takes "now" is the owner's: the gateway cannot lease against a clock of its choosing.
+    await assert.rejects(
+      asGateway`SELECT * FROM agent_gateway_ext.budget_lease_at('gw', 'agent-role', 'upload', 1000, 1000, 0,
+        86400, 500, 1, 60, now() + interval '1 year')`,
+      /permission denied/,
+    );
+    for (const write of [
+      'UPDATE agent_gateway_ext.budget_buckets SET tokens = 1e12',
+      'DELETE FROM agent_gateway_ext.budget_quota_usage',
+      "INSERT INTO agent_gateway_ext.budget_tunnels VALUES ('gw', 'x', 0, now())",
+      'TRUNCATE agent_gateway_ext.budget_leases',
+      'SELECT * FROM agent_gateway_ext.budget_buckets',
+    ]) {
+      await assert.rejects(asGateway.unsafe(write), /permission denied/, write);
+    }
   } finally {
     await asGateway.end();
   }

@@ -296,7 +296,7 @@ describe('the agent_gateway_ext extension', () => {
     assert.deepEqual(result.extension, {
       from: 0,
       to: EXTENSION_VERSION,
-      applied: ['0001_live_authorization.sql', '0002_dashboard_revocation.sql'],
+      applied: ['0001_live_authorization.sql', '0002_dashboard_revocation.sql', '0003_budgets.sql'],
     });
     assert.equal(await readVersion(sql), 1);
     assert.equal(await readExtensionVersion(sql), EXTENSION_VERSION);

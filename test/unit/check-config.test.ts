@@ -150,8 +150,13 @@ describe('runCheckConfig', () => {
       download_bytes_per_second: 0,
       download_burst_bytes: 65536,
       max_tunnels_per_identity: 256,
+      upload_quota_bytes: 0,
+      upload_quota_window_s: 86_400,
+      download_quota_bytes: 0,
+      download_quota_window_s: 86_400,
       total_bytes_per_second: 0,
       total_burst_bytes: 65536,
+      shared: false,
       identities: {
         'agent-x': {
           bytes_per_second: 0,
@@ -159,6 +164,10 @@ describe('runCheckConfig', () => {
           download_bytes_per_second: 0,
           download_burst_bytes: 65536,
           max_tunnels_per_identity: 3,
+          upload_quota_bytes: 0,
+          upload_quota_window_s: 86_400,
+          download_quota_bytes: 0,
+          download_quota_window_s: 86_400,
         },
       },
     });

@@ -259,8 +259,42 @@ describe('parseConfigText: unknown keys', () => {
     const error = problemsOf(minimal({ tail: '[rate_limit]\nzzzzzz = 1' }));
     assertProblem(
       error,
-      /^unknown key "zzzzzz" in \[rate_limit\]; remove it \(known keys: bytes_per_second, burst_bytes, download_bytes_per_second, download_burst_bytes, total_bytes_per_second, total_burst_bytes, max_tunnels_per_identity, identities\)$/,
+      /^unknown key "zzzzzz" in \[rate_limit\]; remove it \(known keys: bytes_per_second, burst_bytes, download_bytes_per_second, download_burst_bytes, total_bytes_per_second, total_burst_bytes, max_tunnels_per_identity, shared, upload_quota_bytes, upload_quota_window_s, download_quota_bytes, download_quota_window_s, identities\)$/,
     );
+  });
+});
+
+describe('parseConfigText: workers and shared budgets', () => {
+  const server = 'listen_addr = "127.0.0.1:8443"\ntls_cert_path = "cert.pem"\ntls_key_path = "key.pem"';
+  test('workers > 1 with a limit (the default tunnel cap counts) needs shared = true', () => {
+    const error = problemsOf(minimal({ server: `${server}\nworkers = 2` }));
+    assertProblem(error, /^server\.workers: 2 workers would each enforce \[rate_limit\] on their own/);
+    const limited = problemsOf(
+      minimal({
+        server: `${server}\nworkers = 4`,
+        tail: '[rate_limit]\nmax_tunnels_per_identity = 0\nbytes_per_second = 10',
+      }),
+    );
+    assertProblem(limited, /^server\.workers: 4 workers/);
+  });
+
+  test('workers > 1 is accepted with shared = true, or with no limit at all', () => {
+    const shared = parseConfigText(
+      minimal({
+        server: `${server}\nworkers = 2`,
+        tail: '[rate_limit]\nshared = true\nbytes_per_second = 10',
+      }),
+      'c.toml',
+      {},
+    );
+    assert.equal(shared.config.server.workers, 2);
+    const unlimited = parseConfigText(
+      minimal({ server: `${server}\nworkers = 2`, tail: '[rate_limit]\nmax_tunnels_per_identity = 0' }),
+      'c.toml',
+      {},
+    );
+    assert.equal(unlimited.config.server.workers, 2);
+    assert.equal(parseConfigText(minimal(), 'c.toml', {}).config.server.workers, 1);
   });
 });
 

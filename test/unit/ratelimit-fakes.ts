@@ -82,16 +82,24 @@ export class FakeClock implements Clock {
 
 /**
  * A source with endless data, like a socket whose peer always has more to send: while not held it
- * delivers a chunk every `gapMs` (the event loop's turn), and `resumeMs` after a release.
+ * reads a chunk every `gapMs` (the event loop's turn) and asks its gate how much of it may be forwarded;
+ * a chunk the gate holds is kept (the source stops reading) until the gate grants it, and the next read
+ * comes `resumeMs` after the chunk has gone. `delivered` counts bytes forwarded, `chunks` whole reads.
  */
 export class FakeSource implements Throttleable {
   delivered = 0;
   chunks = 0;
+  /** 1 while a chunk waits for the gate. */
   holds = 0;
   buffered = 0;
   private scheduled = false;
   private stopped = false;
-  onChunk: (bytes: number) => void = () => {};
+  /** Bytes of the current chunk not forwarded yet. */
+  private pending = 0;
+  /** The gate every read passes (a ThrottledDirection's admit); by default everything goes. */
+  gate: (bytes: number) => number = (bytes) => bytes;
+  /** Sees every forwarded piece with the (fake) time it went. */
+  onForward: ((bytes: number, time: number) => void) | undefined;
 
   constructor(
     private readonly clock: FakeClock,
@@ -107,17 +115,35 @@ export class FakeSource implements Throttleable {
     this.stopped = true;
   }
 
-  hold(): void {
-    this.holds++;
-  }
-
-  release(): void {
-    if (this.holds > 0) this.holds--;
-    if (this.holds === 0) this.schedule(this.opts.resumeMs ?? 0.02);
+  granted(bytes: number): void {
+    if (this.pending === 0) return;
+    this.holds = 0;
+    this.forward(bytes);
+    if (this.admitPending()) this.schedule(this.opts.resumeMs ?? 0.02);
   }
 
   bufferedBytes(): number {
-    return this.buffered;
+    return this.buffered + this.pending;
+  }
+
+  private forward(bytes: number): void {
+    const n = Math.min(bytes, this.pending);
+    this.pending -= n;
+    this.delivered += n;
+    this.onForward?.(n, this.clock.time);
+  }
+
+  /** Asks the gate for the rest of the chunk; true when all of it has gone. */
+  private admitPending(): boolean {
+    while (this.pending > 0) {
+      const n = this.gate(this.pending);
+      if (n === 0) {
+        this.holds = 1;
+        return false;
+      }
+      this.forward(n);
+    }
+    return true;
   }
 
   private schedule(delay: number): void {
@@ -126,13 +152,11 @@ export class FakeSource implements Throttleable {
     this.clock.defer(() => {
       this.scheduled = false;
       if (this.holds > 0 || this.stopped) return;
-      const left = (this.opts.limitBytes ?? Number.POSITIVE_INFINITY) - this.delivered;
+      const left = (this.opts.limitBytes ?? Number.POSITIVE_INFINITY) - (this.delivered + this.pending);
       if (left <= 0) return;
-      const n = Math.min(this.chunkBytes, left);
-      this.delivered += n;
+      this.pending = Math.min(this.chunkBytes, left);
       this.chunks++;
-      this.onChunk(n);
-      if (this.holds === 0) this.schedule(this.opts.gapMs ?? 0.01);
+      if (this.admitPending()) this.schedule(this.opts.gapMs ?? 0.01);
     }, delay);
   }
 }

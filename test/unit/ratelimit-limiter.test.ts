@@ -36,8 +36,8 @@ function tunnel(
   const down = new FakeSource(clock, opts.downChunk ?? 64 * KiB, { limitBytes: opts.downLimit ?? 0 });
   const throttled: FakeTunnel['throttled'] = [];
   const throttle = limiter.attach(reservation, { up, down }, (d, b) => throttled.push([d, b.kind]));
-  up.onChunk = (n) => throttle.up.onChunk(n);
-  down.onChunk = (n) => throttle.down.onChunk(n);
+  up.gate = (n) => throttle.up.admit(n);
+  down.gate = (n) => throttle.down.admit(n);
   return {
     up,
     down,
@@ -62,7 +62,7 @@ describe('RateLimiter: max_tunnels_per_identity', () => {
     const a = reserve(limiter, 'agent-a');
     reserve(limiter, 'agent-a');
     const refused = limiter.reserve('agent-a');
-    assert.deepEqual(refused, { ok: false, maxTunnels: 2, openTunnels: 2 });
+    assert.deepEqual(refused, { ok: false, reason: 'too_many_tunnels', maxTunnels: 2, openTunnels: 2 });
     // Another identity has its own count; 0 means unlimited.
     reserve(limiter, 'agent-b');
     for (let i = 0; i < 50; i++) reserve(limiter, 'wide');

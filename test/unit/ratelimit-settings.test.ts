@@ -15,8 +15,31 @@ describe('rateLimitSettings: inheritance', () => {
       upload: { bytesPerSecond: 0, burstBytes: 1_048_576 },
       download: { bytesPerSecond: 0, burstBytes: 1_048_576 },
       maxTunnels: 256,
+      uploadQuota: { bytes: 0, windowS: 86_400 },
+      downloadQuota: { bytes: 0, windowS: 86_400 },
     });
     assert.deepEqual(s.total, { bytesPerSecond: 0, burstBytes: 1_048_576 });
+    assert.equal(s.shared, false);
+  });
+
+  test('quotas inherit key by key like the rates; the window defaults to a day', () => {
+    const s = rateLimitSettings({
+      bytes_per_second: 0,
+      burst_bytes: 1_048_576,
+      shared: true,
+      upload_quota_bytes: 1_000_000,
+      download_quota_window_s: 3600,
+      identities: {
+        'agent-x': { upload_quota_window_s: 60 },
+        'agent-y': { upload_quota_bytes: 0, download_quota_bytes: 5 },
+      },
+    });
+    assert.equal(s.shared, true);
+    assert.deepEqual(s.defaults.uploadQuota, { bytes: 1_000_000, windowS: 86_400 });
+    assert.deepEqual(s.defaults.downloadQuota, { bytes: 0, windowS: 3600 });
+    assert.deepEqual(limitsFor(s, 'agent-x').uploadQuota, { bytes: 1_000_000, windowS: 60 });
+    assert.deepEqual(limitsFor(s, 'agent-y').uploadQuota, { bytes: 0, windowS: 86_400 });
+    assert.deepEqual(limitsFor(s, 'agent-y').downloadQuota, { bytes: 5, windowS: 3600 });
   });
 
   test('an identity table overrides key by key and inherits the rest', () => {
@@ -35,12 +58,16 @@ describe('rateLimitSettings: inheritance', () => {
       upload: { bytesPerSecond: 5000, burstBytes: 4000 },
       download: { bytesPerSecond: 2000, burstBytes: 4000 },
       maxTunnels: 8,
+      uploadQuota: { bytes: 0, windowS: 86_400 },
+      downloadQuota: { bytes: 0, windowS: 86_400 },
     });
     // The download burst follows the identity's own burst_bytes unless set.
     assert.deepEqual(limitsFor(s, 'agent-y'), {
       upload: { bytesPerSecond: 1000, burstBytes: 7000 },
       download: { bytesPerSecond: 2000, burstBytes: 100 },
       maxTunnels: 0,
+      uploadQuota: { bytes: 0, windowS: 86_400 },
+      downloadQuota: { bytes: 0, windowS: 86_400 },
     });
     assert.deepEqual(limitsFor(s, 'someone-else'), s.defaults);
     // Identities are matched verbatim (case-sensitive).
@@ -50,6 +77,19 @@ describe('rateLimitSettings: inheritance', () => {
 });
 
 describe('rateLimitProblems', () => {
+  test('a quota without shared = true is reported at its key (it must outlive restarts)', () => {
+    const problems = rateLimitProblems({
+      upload_quota_bytes: 10,
+      identities: { 'agent-x': { download_quota_bytes: 5 } },
+    });
+    assert.deepEqual(
+      problems.map((p) => p.key),
+      ['rate_limit.upload_quota_bytes', 'rate_limit.identities.agent-x.download_quota_bytes'],
+    );
+    assert.match(problems[0]!.message, /shared = true/);
+    assert.deepEqual(rateLimitProblems({ shared: true, upload_quota_bytes: 10 }), []);
+  });
+
   test('a rate with a burst of 0 in the same table is reported at the burst', () => {
     assert.deepEqual(
       rateLimitProblems({ bytes_per_second: 1000, burst_bytes: 0 }).map((p) => p.key),

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerAgentCommands } from './agent.js';
+import { registerBudgetCommands } from './budget.js';
 import { registerCaCommands } from './ca.js';
 import { registerPermissionCommands } from './permission.js';
 import { registerPrincipalCommands } from './principal.js';
@@ -16,4 +17,5 @@ export function registerAdminCommands(program: Command): void {
   registerScopeCommands(program);
   registerPermissionCommands(program);
   registerRegistryCommands(program);
+  registerBudgetCommands(program);
 }
