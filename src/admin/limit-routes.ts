@@ -11,7 +11,8 @@ const MAX_IDENTITIES = 500;
  * the `/v1/limits` answer as `quota`; `null` means this gateway enforces none.
  */
 export interface QuotaSource {
-  quotaFor(identity: string): QuotaView | null;
+  /** The identity's upload quota and what its window holds now; null without a quota (or store). */
+  quotaFor(identity: string): Promise<QuotaView | null>;
 }
 
 export interface QuotaView {
@@ -31,7 +32,7 @@ export function limitRoutes(settings: () => RateLimitSettings, quotas?: QuotaSou
       method: 'GET',
       path: '/v1/limits',
       access: 'read',
-      handle: ({ res, url }) => {
+      handle: async ({ res, url }) => {
         const identities = url.searchParams.getAll('identity');
         if (identities.length > MAX_IDENTITIES) {
           throw new AdminRequestError(
@@ -44,7 +45,7 @@ export function limitRoutes(settings: () => RateLimitSettings, quotas?: QuotaSou
         for (const identity of identities) {
           answer[identity] = {
             ...limitsJson(limitsFor(current, identity)),
-            quota: quotas?.quotaFor(identity) ?? null,
+            quota: (await quotas?.quotaFor(identity).catch(() => null)) ?? null,
           };
         }
         sendJson(res, 200, {

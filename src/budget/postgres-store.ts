@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type postgres from 'postgres';
+import type { BucketSpec } from '../ratelimit/settings.js';
 import { openRegistry } from '../registry/connect.js';
 import { readExtensionVersion } from '../registry/migrate.js';
 import { type GateObserver, QueryGate } from '../registry/query-gate.js';
+import type { BudgetBucketName } from '../session/events.js';
+import { type BudgetPeek, peekBudget } from './peek.js';
 import type {
   BudgetStore,
   LeasePart,
@@ -166,6 +169,11 @@ export class PostgresBudgetStore implements BudgetStore {
         SELECT agent_gateway_ext.budget_sync(${this.gatewayId}, ${identities}::text[], ${values}::integer[],
           ${TUNNEL_TTL_S})`,
     );
+  }
+
+  /** One bucket as the store holds it now, judged by its own arithmetic (for the dashboard's quota view). */
+  async peek(identity: string, bucket: BudgetBucketName, spec: BucketSpec): Promise<BudgetPeek> {
+    return this.call(() => peekBudget(this.sql, identity, bucket, spec));
   }
 
   async stop(): Promise<void> {

@@ -1,6 +1,12 @@
 import { LeasedBucket } from '../ratelimit/leased-bucket.js';
 import type { BucketFactory, RateLimiter, RateLimiterOptions } from '../ratelimit/limiter.js';
-import type { BucketLimit, BucketSpec } from '../ratelimit/settings.js';
+import {
+  type BucketLimit,
+  type BucketSpec,
+  limitsFor,
+  type RateLimitSettings,
+  uploadSpec,
+} from '../ratelimit/settings.js';
 import { RegistryHealth } from '../registry/registry-health.js';
 import type { GatewayEvents } from '../session/events.js';
 import { type Clock, systemClock } from '../time/clock.js';
@@ -24,6 +30,15 @@ export interface SharedBudgets {
   track(limiter: RateLimiter): void;
   /** Stops the heartbeat, removes this gateway's counts and closes the pool (after limiter.stop()). */
   stop(): Promise<void>;
+  /** An identity's upload quota as the store holds it now (the dashboard's bandwidth view); null: none. */
+  quotaFor(identity: string, settings: RateLimitSettings): Promise<QuotaUse | null>;
+}
+
+/** An upload quota and what its sliding window holds now (leased bytes count as used). */
+export interface QuotaUse {
+  readonly quotaBytes: number;
+  readonly usedBytes: number;
+  readonly windowS: number;
 }
 
 /**
@@ -53,6 +68,12 @@ export async function startSharedBudgets(options: SharedBudgetsOptions): Promise
     limiterOptions: { buckets: leasedBuckets(store, events, clock), admission: tunnels },
     track(limiter) {
       tunnels.start(() => limiter.tunnelCounts());
+    },
+    async quotaFor(identity, settings) {
+      const spec = uploadSpec(limitsFor(settings, identity));
+      if (spec.quota === undefined || spec.quota.bytes === 0) return null;
+      const peek = await store.peek(identity, 'upload', spec);
+      return { quotaBytes: spec.quota.bytes, usedBytes: peek.quotaUsed ?? 0, windowS: spec.quota.windowS };
     },
     async stop() {
       tunnels.stop();

@@ -1,8 +1,9 @@
 import { AdminServer } from '../admin/admin-server.js';
 import { TokenAuthority, tokenCredential } from '../admin/auth.js';
 import { healthRoutes } from '../admin/health-routes.js';
-import { limitRoutes } from '../admin/limit-routes.js';
+import { limitRoutes, type QuotaSource } from '../admin/limit-routes.js';
 import { type TunnelControl, type TunnelSelector, tunnelRoutes } from '../admin/tunnel-routes.js';
+import type { SharedBudgets } from '../budget/shared-budgets.js';
 import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
 import { loadTlsMaterial } from '../config/tls-material.js';
@@ -27,6 +28,8 @@ export async function startAdmin(deps: {
   readonly logger: Logger;
   /** The rate limits in force now (they change on SIGHUP). */
   readonly rateLimits: () => RateLimitSettings;
+  /** Shared budgets, when configured: quotas for the dashboard's bandwidth view. */
+  readonly budgets?: Pick<SharedBudgets, 'quotaFor'> | undefined;
 }): Promise<AdminServer | undefined> {
   const { admin } = deps.loaded.config;
   const tokens = deps.loaded.adminTokens;
@@ -52,7 +55,7 @@ export async function startAdmin(deps: {
   server.add(
     ...healthRoutes(deps.status),
     ...tunnelRoutes(tunnelControl(deps.tunnels, deps.events)),
-    ...limitRoutes(deps.rateLimits),
+    ...limitRoutes(deps.rateLimits, quotaSource(deps)),
   );
   // Loaded only with the admin listener on: a gateway without one carries no feed code or ring.
   const { EventFeed } = await import('../eventfeed/feed.js');
@@ -82,5 +85,22 @@ function tunnelControl(tunnels: OpenTunnels, events: GatewayEvents): TunnelContr
       return tunnels.closeSessions(ids, 'operator', reason);
     },
     audit: (action) => events.emit('operatorAction', action),
+  };
+}
+
+/** The shared store's quota use in the admin API's shape (`/v1/limits`), or no source without budgets. */
+function quotaSource(deps: {
+  readonly rateLimits: () => RateLimitSettings;
+  readonly budgets?: Pick<SharedBudgets, 'quotaFor'> | undefined;
+}): QuotaSource | undefined {
+  const { budgets } = deps;
+  if (budgets === undefined) return undefined;
+  return {
+    async quotaFor(identity) {
+      const use = await budgets.quotaFor(identity, deps.rateLimits());
+      return use === null
+        ? null
+        : { upload_quota_bytes: use.quotaBytes, upload_used_bytes: use.usedBytes, window_s: use.windowS };
+    },
   };
 }

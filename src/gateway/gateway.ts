@@ -124,6 +124,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
       status,
       logger,
       rateLimits: () => rateLimitSettings(running.rate_limit),
+      budgets,
     });
   } catch (err) {
     server.close();

@@ -166,6 +166,45 @@ describe('shared budgets across gateway processes', () => {
     assert.equal(announced[0]!['quota_bytes'], 524_288);
   });
 
+  test("the admin listener's /v1/limits carries the quota and what the shared window holds (the dashboard's view)", {
+    timeout: 60_000,
+  }, async () => {
+    const token = 'q'.repeat(32);
+    const withAdmin = await startGatewayProcess(
+      await writeGatewayConfig({
+        dir: pki.dir,
+        databaseUrl: db.url,
+        certPath: pki.serverCertPath,
+        keyPath: pki.serverKeyPath,
+        extraEgress:
+          '[rate_limit]\nshared = true\n[rate_limit.identities."agent-quota"]\nupload_quota_bytes = 524288',
+        extraTables: '[admin]\nlisten_addr = "127.0.0.1:0"',
+      }),
+      { AGENT_GATEWAY_ADMIN_TOKEN: token },
+    );
+    try {
+      const line = await withAdmin.waitForLog((l) => l.msg === 'admin listening', 'admin listening');
+      const res = await fetch(
+        `http://${String(line['admin_addr'])}/v1/limits?identity=agent-quota&identity=agent-rate`,
+        {
+          headers: { authorization: `Bearer ${token}` },
+        },
+      );
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as {
+        identities: Record<string, { quota: Record<string, number> | null }>;
+      };
+      const quota = body.identities['agent-quota']?.quota;
+      assert.equal(quota?.['upload_quota_bytes'], 524_288);
+      assert.equal(quota?.['window_s'], 86_400);
+      // The earlier test spent it through other gateways: the shared store says so, not this process.
+      assert.ok((quota?.['upload_used_bytes'] ?? 0) >= 512 * KiB * 0.9, JSON.stringify(quota));
+      assert.equal(body.identities['agent-rate']?.quota, null, 'no quota, no quota view');
+    } finally {
+      await withAdmin.stop();
+    }
+  });
+
   test('budget show: rate, the bucket now, quota used and remaining, per identity', async () => {
     const json = await runCli(
       ['budget', 'show', '--config', configPath, '--identity', 'agent-quota', '--json'],
