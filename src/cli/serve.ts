@@ -8,10 +8,11 @@ import { deferStopSignals } from './stop-signals.js';
 type Gateway = Awaited<ReturnType<typeof startGateway>>;
 
 /**
- * `agent-gateway serve`: load and validate the config (exit 2 on a bad one), start the gateway
- * (exit 1 if it cannot start, e.g. registry unreachable or at the wrong schema version), re-read the
- * config on SIGHUP (rate limits apply at once; a bad file is logged and the old config kept), and
- * drain on SIGINT/SIGTERM within server.shutdown_grace_s, then exit 0.
+ * `agent-gateway serve`: load and validate the config (exit 2 on a bad one), start the gateway (exit 1
+ * if it cannot start, e.g. a registry at the wrong schema version; a registry that does not answer yet
+ * only makes it start unready), re-read the config on SIGHUP (rate limits apply at once; a bad file is
+ * logged and the old config kept), and drain on SIGINT/SIGTERM within server.shutdown_grace_s, then
+ * exit 0.
  */
 export async function runServe(configPath: string): Promise<number> {
   let loaded: Awaited<ReturnType<typeof loadConfig>>;
@@ -25,13 +26,6 @@ export async function runServe(configPath: string): Promise<number> {
     throw err;
   }
   const logger = createLogger(loaded.config.observability.log_level);
-  if (loaded.config.observability.otlp_endpoint !== undefined) {
-    // Say it loudly rather than let an operator believe spans are being exported.
-    logger.warn(
-      { key: 'observability.otlp_endpoint' },
-      'OTLP export is not implemented; trace ids are logged only',
-    );
-  }
   // Listening for SIGHUP before the slow start replaces Node's default (exit) at once; reloads queue
   // up behind the start and behind each other.
   let started: (gateway: Gateway | undefined) => void = () => {};
@@ -74,6 +68,17 @@ export async function runServe(configPath: string): Promise<number> {
         .shutdown(graceMs)
         .then(() => flushLogger(logger))
         .then(() => resolve(0));
+    });
+    // A registry that was down at start answered at the wrong schema: stop as a failed start would.
+    void gateway.fatal.then((err) => {
+      if (stopping) return;
+      stopping = true;
+      logger.fatal({ error: err.message }, LogEvent.registrySchemaMismatch);
+      process.stderr.write(`agent-gateway: stopping: ${err.message}\n`);
+      gateway
+        .shutdown(graceMs)
+        .then(() => flushLogger(logger))
+        .then(() => resolve(1));
     });
   });
 }

@@ -1,6 +1,7 @@
 import { AdminServer } from '../admin/admin-server.js';
 import { TokenAuthority } from '../admin/auth.js';
 import { healthRoutes } from '../admin/health-routes.js';
+import { type MetricsSource, metricsRoutes } from '../admin/metrics-routes.js';
 import { type TunnelControl, type TunnelSelector, tunnelRoutes } from '../admin/tunnel-routes.js';
 import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
@@ -13,8 +14,8 @@ import type { GatewayStatus } from './status.js';
 
 /**
  * Starts the admin listener when `[admin] listen_addr` is set: health and readiness for probes, the
- * tunnel list and the kill switch for operators (issue 14 adds /metrics, issue 15 the dashboard through
- * `AdminServer.add`). Returns undefined when it is off.
+ * tunnel list and the kill switch for operators, /metrics for Prometheus (issue 15 adds the dashboard
+ * through `AdminServer.add`). Returns undefined when it is off.
  */
 export async function startAdmin(deps: {
   readonly loaded: LoadedConfig;
@@ -22,6 +23,8 @@ export async function startAdmin(deps: {
   readonly events: GatewayEvents;
   readonly status: GatewayStatus;
   readonly logger: Logger;
+  /** /metrics (gateway/telemetry-wiring.ts builds it whenever the admin listener is configured). */
+  readonly metrics: MetricsSource | undefined;
 }): Promise<AdminServer | undefined> {
   const { admin } = deps.loaded.config;
   const tokens = deps.loaded.adminTokens;
@@ -44,6 +47,7 @@ export async function startAdmin(deps: {
       deps.logger.error({ route, error: (error as Error)?.message ?? String(error) }, LogEvent.internalError),
   });
   server.add(...healthRoutes(deps.status), ...tunnelRoutes(tunnelControl(deps.tunnels, deps.events)));
+  if (deps.metrics !== undefined) server.add(...metricsRoutes(deps.metrics));
   const address = await server.listen();
   deps.logger.info(
     {

@@ -20,11 +20,14 @@ import { ownAddresses, protectedEndpoints } from './own-addresses.js';
 import { openRegistrySide } from './registry-wiring.js';
 import { applyReload } from './reload.js';
 import { GatewayStatus } from './status.js';
+import { startTelemetry } from './telemetry-wiring.js';
 
 export interface GatewayOptions {
   readonly logger: Logger;
   /** Replaces DNS in tests. */
   readonly lookup?: LookupFn;
+  /** The OTEL_* variables (the process environment by default). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export interface RunningGateway {
@@ -36,6 +39,11 @@ export interface RunningGateway {
    * changed keys that need a restart are logged as ignored.
    */
   reload(next: LoadedConfig): void;
+  /**
+   * Resolves if the gateway must stop: a registry that was down at start answered at the wrong schema
+   * (or refused the gateway's credentials). The caller shuts down and exits 1.
+   */
+  readonly fatal: Promise<Error>;
 }
 
 /**
@@ -56,6 +64,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   );
   const audit = auditLogSubscriber(logger, { refusalsPerSource: config.observability.deny_log_limit });
   events.subscribe(audit);
+  const telemetry = await startTelemetry({ loaded, events, logger, env: options.env ?? process.env });
   const registry = await openRegistrySide(loaded, events, options.lookup);
   const { policy } = registry;
   const status = new GatewayStatus(registry.health);
@@ -93,25 +102,47 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   });
   server.on('error', (err) => logger.error({ error: err.message }, LogEvent.listenerError));
   const address = server.address() as AddressInfo;
-  const live = startLiveAuthorization({ databaseUrl: loaded.databaseUrl, config, policy, tunnels, events });
+  const live = startLiveAuthorization({
+    databaseUrl: loaded.databaseUrl,
+    config,
+    policy,
+    tunnels,
+    events,
+    health: registry.health,
+  });
   status.attachLiveCheck(live.check);
   status.listening = true;
+  telemetry.attach({
+    openTunnels: () => tunnels.list(),
+    registryPool: () => ({
+      inUse: registry.gate.busy,
+      waiting: registry.gate.queued,
+      size: config.policy.max_connections,
+    }),
+    registryUp: () => registry.health.isReady,
+    liveCheck: () => live.check,
+    readiness: () => status.readiness(),
+  });
   let admin: Awaited<ReturnType<typeof startAdmin>>;
   try {
-    admin = await startAdmin({ loaded, tunnels, events, status, logger });
+    admin = await startAdmin({ loaded, tunnels, events, status, logger, metrics: telemetry.metrics });
   } catch (err) {
     server.close();
     await live.stop();
     await registry.close(1);
+    await telemetry.stop();
     throw err;
   }
-  // Only now is the port known (listen_addr may say 0); no CONNECT has been decided yet.
-  guard.protect(
-    protectedEndpoints({
-      ownAddresses: own,
-      listener: { host: listen.host, port: address.port },
-      registry: registry.endpoints,
-    }),
+  // Only now is the port known (listen_addr may say 0). Until the registry is protected too (and its
+  // schema verified, which may be later if it was down at start), no CONNECT is decided.
+  registry.admit((endpoints) =>
+    guard.protect(
+      protectedEndpoints({
+        ownAddresses: own,
+        listener: { host: listen.host, port: address.port },
+        registry: endpoints,
+      }),
+    ),
   );
   logger.info(
     {
@@ -137,8 +168,10 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
             () => admin?.close(),
             () => limiter.stop(),
             () => registry.close(2),
+            () => telemetry.stop(),
             () => audit.flush(),
           ],
+          drainDelayMs: config.server.drain_delay_s * 1000,
         },
         graceMs,
       );
@@ -147,5 +180,6 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
     reload(next: LoadedConfig): void {
       running = applyReload(running, next, { limiter, logger });
     },
+    fatal: registry.fatal,
   };
 }

@@ -9,7 +9,8 @@ import type { GatewayConnection, TunnelRequestResult } from './gateway-connectio
 import { answerAndClose, readBounded, sidecarMessage, TUNNEL_ESTABLISHED } from './local-responses.js';
 import type { LocalTunnels, TunnelFields } from './local-tunnels.js';
 import { PROXY_AUTH_CHALLENGE } from './proxy-auth.js';
-import { startTunnelTrace } from './trace.js';
+import { startTunnelTrace, type TunnelTrace, traceHeaders } from './trace.js';
+import type { SidecarEvents } from './tunnel-events.js';
 
 export interface LocalProxyDeps {
   readonly gateway: GatewayConnection;
@@ -19,6 +20,8 @@ export interface LocalProxyDeps {
   /** The agent identity from our certificate, for log lines (the gateway decides on its own reading). */
   readonly identity: string | null;
   readonly logger: Logger;
+  /** Where tunnel outcomes are published for metrics and spans (tunnel-events.ts). */
+  readonly events?: SidecarEvents;
 }
 
 /**
@@ -67,7 +70,10 @@ async function handleConnect(deps: LocalProxyDeps, req: IncomingMessage, socket:
   }
   socket.write(TUNNEL_ESTABLISHED);
   deps.logger.info({ ...outcome.fields, status: 200 }, SidecarEvent.tunnelOpened);
-  deps.tunnels.relay(socket, outcome.stream, head, outcome.fields);
+  const { trace, openedAt } = outcome;
+  deps.tunnels.relay(socket, outcome.stream, head, outcome.fields, (ended) =>
+    deps.events?.emit('tunnelEnded', { trace, openedAt, ...ended }),
+  );
 }
 
 async function handleRequest(deps: LocalProxyDeps, req: IncomingMessage, res: ServerResponse) {
@@ -86,7 +92,7 @@ async function handleRequest(deps: LocalProxyDeps, req: IncomingMessage, res: Se
     reply(res, outcome.status, outcome.body, outcome.headers);
     return;
   }
-  const { stream, fields } = outcome;
+  const { stream, fields, trace, openedAt } = outcome;
   deps.logger.info({ ...fields, status: 200 }, SidecarEvent.tunnelOpened);
   const started = Date.now();
   const untrack = deps.tunnels.track(() => {
@@ -97,6 +103,13 @@ async function handleRequest(deps: LocalProxyDeps, req: IncomingMessage, res: Se
   const forwarded = await forwardOverTunnel(req, res, url as URL, stream);
   untrack();
   if (!stream.destroyed) stream.close();
+  deps.events?.emit('tunnelEnded', {
+    trace,
+    openedAt,
+    bytesClientToDest: forwarded.bytesClientToDest,
+    bytesDestToClient: forwarded.bytesDestToClient,
+    cause: forwarded.error === undefined ? 'completed' : 'http_forward_failed',
+  });
   deps.logger.info(
     {
       ...fields,
@@ -114,7 +127,13 @@ async function handleRequest(deps: LocalProxyDeps, req: IncomingMessage, res: Se
 type Target = { readonly authority: string } | { readonly problem: string };
 
 type TunnelOutcome =
-  | { readonly kind: 'opened'; readonly stream: ClientHttp2Stream; readonly fields: TunnelFields }
+  | {
+      readonly kind: 'opened';
+      readonly stream: ClientHttp2Stream;
+      readonly fields: TunnelFields;
+      readonly trace: TunnelTrace;
+      readonly openedAt: number;
+    }
   | {
       readonly kind: 'refused';
       readonly status: number;
@@ -148,7 +167,7 @@ async function openTunnel(
     refuseLocally(deps, client, req, 400, wanted.problem);
     return { kind: 'refused', status: 400, body: sidecarMessage(wanted.problem) };
   }
-  const trace = startTunnelTrace(req.headers['traceparent']);
+  const trace = startTunnelTrace(req.headers['traceparent'], req.headers['tracestate']);
   const fields: TunnelFields = {
     source_identity: deps.identity ?? undefined,
     client_addr: client,
@@ -157,10 +176,24 @@ async function openTunnel(
     trace_id: trace.traceId,
     span_id: trace.spanId,
   };
-  const result = await deps.gateway.request(wanted.authority, { traceparent: trace.header });
-  if (result.kind === 'answered' && result.status === 200)
-    return { kind: 'opened', stream: result.stream, fields };
+  const startedAt = performance.now();
+  const result = await deps.gateway.request(wanted.authority, traceHeaders(trace));
+  const answered = (status: number) =>
+    deps.events?.emit('tunnelAnswered', {
+      trace,
+      authority: wanted.authority,
+      kind: extraFields['kind'] === 'http' ? 'http' : 'connect',
+      identity: deps.identity,
+      startedAt,
+      status,
+      answeredBy: result.kind === 'failed' ? 'sidecar' : 'gateway',
+    });
+  if (result.kind === 'answered' && result.status === 200) {
+    answered(200);
+    return { kind: 'opened', stream: result.stream, fields, trace, openedAt: performance.now() };
+  }
   const { status, body } = await refusal(result);
+  answered(status);
   deps.logger.info({ ...fields, status, reason: reasonOf(result, body) }, SidecarEvent.tunnelRefused);
   return { kind: 'refused', status, body };
 }
@@ -230,6 +263,7 @@ function refuseLocally(
 ) {
   const event = status === 407 ? SidecarEvent.proxyAuthRequired : SidecarEvent.badRequest;
   deps.logger.info({ client_addr: client, method: req.method, status, reason }, event);
+  deps.events?.emit('localRefusal', { status });
 }
 
 function clientAddr(socket: Socket): string {

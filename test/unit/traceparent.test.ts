@@ -6,6 +6,7 @@ test('a well-formed version-00 traceparent is continued', () => {
   assert.deepEqual(parseTraceparent('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), {
     traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
     parentSpanId: '00f067aa0ba902b7',
+    flags: 1,
   });
 });
 
