@@ -54,7 +54,8 @@ export function adminSettings(
   return adminToken === undefined ? undefined : { admin: adminToken, readonly };
 }
 
-function token(
+/** The token in the environment variable `name`, checked (set, long enough, no spaces); `key` names it. */
+export function token(
   name: unknown,
   key: string,
   env: NodeJS.ProcessEnv,

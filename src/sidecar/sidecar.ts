@@ -8,6 +8,7 @@ import { listenTcp, listenUnix } from './listen.js';
 import { createLocalProxy } from './local-proxy.js';
 import { LocalTunnels } from './local-tunnels.js';
 import { proxyAuthChecker } from './proxy-auth.js';
+import { startSidecarTelemetry } from './telemetry.js';
 
 export interface RunningSidecar {
   /** The bound TCP address (`host:port`), when listening on TCP. */
@@ -34,12 +35,20 @@ export async function startSidecar(
     logger,
   });
   const tunnels = new LocalTunnels(logger, config.tunnelIdleTimeoutMs);
+  let telemetry: Awaited<ReturnType<typeof startSidecarTelemetry>>;
+  try {
+    telemetry = await startSidecarTelemetry(config, logger);
+  } catch (error) {
+    gateway.destroy();
+    throw error;
+  }
   const deps = {
     gateway,
     tunnels,
     authorized: proxyAuthChecker(config.proxyCredential),
     identity: credentials.identity,
     logger,
+    events: telemetry.events,
   };
   const servers: Server[] = [];
   try {
@@ -77,12 +86,14 @@ export async function startSidecar(
         if (!finished) tunnels.closeAll();
         gateway.destroy();
         for (const server of servers) server.closeAllConnections();
+        await telemetry.stop();
         logger.info({ tunnels_cut: cut }, SidecarEvent.shutdownComplete);
       },
     };
   } catch (error) {
     for (const server of servers) server.close();
     gateway.destroy();
+    await telemetry.stop();
     throw error;
   }
 }

@@ -10,6 +10,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { loggedText } from '../observability/log-text.js';
+import { hrTimeOf } from '../tracing/span-time.js';
 import type { StagedIdGenerator } from '../tracing/staged-ids.js';
 import type { TunnelTrace } from './trace.js';
 import type { SidecarSubscriber } from './tunnel-events.js';
@@ -26,7 +27,7 @@ export function sidecarSpanSubscriber(tracer: Tracer, ids: StagedIdGenerator): S
   const open = new Map<string, SpanContext>();
   return {
     tunnelAnswered(e) {
-      const now = performance.now();
+      const now = hrTimeOf(performance.now());
       const attributes: Attributes = {
         dest_authority: e.authority,
         kind: e.kind,
@@ -37,7 +38,7 @@ export function sidecarSpanSubscriber(tracer: Tracer, ids: StagedIdGenerator): S
       ids.stage(e.trace.traceId, e.trace.spanId);
       const span = tracer.startSpan(
         'sidecar CONNECT',
-        { kind: SpanKind.CLIENT, startTime: e.startedAt, attributes },
+        { kind: SpanKind.CLIENT, startTime: hrTimeOf(e.startedAt), attributes },
         callerContext(e.trace),
       );
       if (!span.isRecording()) return;
@@ -50,7 +51,7 @@ export function sidecarSpanSubscriber(tracer: Tracer, ids: StagedIdGenerator): S
       const parent = open.get(e.trace.spanId);
       if (parent === undefined) return;
       open.delete(e.trace.spanId);
-      const now = performance.now();
+      const now = hrTimeOf(performance.now());
       const attributes: Attributes = {
         bytes_client_to_dest: e.bytesClientToDest,
         bytes_dest_to_client: e.bytesDestToClient,
@@ -58,7 +59,7 @@ export function sidecarSpanSubscriber(tracer: Tracer, ids: StagedIdGenerator): S
       };
       const span = tracer.startSpan(
         'sidecar tunnel',
-        { kind: SpanKind.INTERNAL, startTime: e.openedAt, attributes },
+        { kind: SpanKind.INTERNAL, startTime: hrTimeOf(e.openedAt), attributes },
         trace.setSpanContext(ROOT_CONTEXT, parent),
       );
       span.addEvent('tunnel closed', attributes, now);

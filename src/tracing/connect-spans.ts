@@ -15,11 +15,12 @@ import { loggedText } from '../observability/log-text.js';
 import type { ConnectAttempt, ConnectRejected, GatewaySubscriber, Phase } from '../session/events.js';
 import type { TunnelSession } from '../session/tunnel-session.js';
 import type { TraceContext } from '../tracecontext/traceparent.js';
+import { hrTimeOf } from './span-time.js';
 
 /**
  * The gateway's spans, made from its events after the fact: the hot path only records monotonic times on
  * the ConnectAttempt (policy, DNS, dial), and this subscriber turns them into spans with those explicit
- * start and end times (performance.now() values, which OpenTelemetry takes as such).
+ * start and end times (span-time.ts).
  *
  * - `gateway CONNECT` (server span), continuing the caller's traceparent/tracestate, from the request to
  *   its answer, with the decision as a span event (`CONNECT allowed`, `CONNECT denied` with deny_reason,
@@ -38,7 +39,7 @@ export function connectSpanSubscriber(tracer: Tracer): GatewaySubscriber {
 
   return {
     connectRejected(e) {
-      const now = performance.now();
+      const now = hrTimeOf(performance.now());
       const span = connectSpan(tracer, e.attempt);
       if (!span.isRecording()) return;
       const { name, attributes, error } = rejection(e);
@@ -48,14 +49,15 @@ export function connectSpanSubscriber(tracer: Tracer): GatewaySubscriber {
       span.end(now);
     },
     connectAbandoned(e) {
-      const now = performance.now();
+      const now = hrTimeOf(performance.now());
       const span = connectSpan(tracer, e.attempt);
       if (!span.isRecording()) return;
       span.addEvent(LogEvent.connectAbandoned, { stage: e.stage }, now);
       span.end(now);
     },
     tunnelOpened(e) {
-      const now = performance.now();
+      // The 200 went out when the tunnel was opened: the decision's end and the tunnel's start.
+      const now = hrTimeOf(e.session.openedAtMono);
       const span = connectSpan(tracer, e.attempt);
       if (!span.isRecording()) return;
       const s = e.session;
@@ -78,7 +80,7 @@ export function connectSpanSubscriber(tracer: Tracer): GatewaySubscriber {
       const parent = tunnels.get(e.session);
       if (parent === undefined) return;
       tunnels.delete(e.session);
-      const now = performance.now();
+      const now = hrTimeOf(performance.now());
       const attributes: Attributes = {
         tunnel_id: e.session.id,
         bytes_client_to_dest: e.bytesClientToDest,
@@ -90,7 +92,7 @@ export function connectSpanSubscriber(tracer: Tracer): GatewaySubscriber {
       if (e.throttle !== undefined) attributes['throttled_ms'] = e.throttle.throttledMs;
       const span = tracer.startSpan(
         'gateway tunnel',
-        { kind: SpanKind.INTERNAL, startTime: e.session.openedAtMono, attributes },
+        { kind: SpanKind.INTERNAL, startTime: hrTimeOf(e.session.openedAtMono), attributes },
         trace.setSpanContext(ROOT_CONTEXT, parent),
       );
       span.addEvent(LogEvent.tunnelClosed, attributes, now);
@@ -112,7 +114,7 @@ function connectSpan(tracer: Tracer, a: ConnectAttempt): Span {
   if (a.destination !== undefined) attributes['dest_authority'] = a.destination.authority;
   const span = tracer.startSpan(
     'gateway CONNECT',
-    { kind: SpanKind.SERVER, startTime: a.startedAt, attributes },
+    { kind: SpanKind.SERVER, startTime: hrTimeOf(a.startedAt), attributes },
     callerContext(a.trace),
   );
   if (!span.isRecording()) return span;
@@ -135,10 +137,10 @@ function child(
   tracer
     .startSpan(
       name,
-      { kind: SpanKind.INTERNAL, startTime: phase.start, ...(attributes ? { attributes } : {}) },
+      { kind: SpanKind.INTERNAL, startTime: hrTimeOf(phase.start), ...(attributes ? { attributes } : {}) },
       parent,
     )
-    .end(phase.end);
+    .end(hrTimeOf(phase.end));
 }
 
 /** The caller's span as the parent (a remote one), or a new trace. */

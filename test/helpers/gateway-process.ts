@@ -36,6 +36,8 @@ export interface GatewayConfigInput {
   /** server.drain_delay_s; 0 unless a test is about draining, so that stopping a gateway is quick. */
   readonly drainDelayS?: number;
   readonly extraEgress?: string;
+  /** Lines for the `[observability]` table (OTLP settings, per-identity metrics). */
+  readonly extraObservability?: string;
   readonly extraPolicy?: string;
   /** Whole tables appended at the end (e.g. an `[admin]` table). */
   readonly extraTables?: string;
@@ -57,6 +59,7 @@ export async function writeGatewayConfig(input: GatewayConfigInput): Promise<str
       input.extraServer ?? '',
       '[observability]',
       'log_level = "info"',
+      input.extraObservability ?? '',
       '[policy]',
       `database_url = ${JSON.stringify(input.databaseUrl)}`,
       input.extraPolicy ?? '',
