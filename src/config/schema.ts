@@ -67,7 +67,7 @@ export const observabilitySchema = z.strictObject({
    */
   otlp_endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
   /** OTLP transport; absent: OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL, else grpc (what the original sends). */
-  otlp_protocol: z.enum(OTLP_PROTOCOLS, { error: `must be one of ${OTLP_PROTOCOLS.join(', ')}` }).optional(),
+  otlp_protocol: z.enum(OTLP_PROTOCOLS).optional(),
   /** Per-identity metric series (bytes, held time, open tunnels), for at most per_identity_metrics_max. */
   per_identity_metrics: z.boolean({ error: 'must be true or false' }).default(false),
   per_identity_metrics_max: positiveInt().max(100_000).default(1000),

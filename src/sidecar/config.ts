@@ -85,7 +85,7 @@ export const sidecarSchema = z.strictObject({
   admin_token_env: envName().default('AGENT_GATEWAY_SIDECAR_ADMIN_TOKEN'),
   /** OTLP collector for the sidecar's spans; unset = the OTEL_EXPORTER_OTLP_* variables, else none. */
   otlp_endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
-  otlp_protocol: z.enum(OTLP_PROTOCOLS, { error: `must be one of ${OTLP_PROTOCOLS.join(', ')}` }).optional(),
+  otlp_protocol: z.enum(OTLP_PROTOCOLS).optional(),
 });
 
 type SidecarKey = keyof typeof sidecarSchema.shape;

@@ -57,10 +57,11 @@ export async function startPipeline(
   settings: TracingSettings,
   options: PipelineOptions = {},
 ): Promise<TracePipeline> {
-  const counts: SpanCounts = { exported: 0, failed: 0, dropped: 0 };
-  const exporter = new CountingExporter(await createExporter(settings), counts, options.onExportStatus);
-  const batch = new BatchSpanProcessor({ exporter, ...settings.batch });
-  const processor = new BoundedQueue(batch, exporter, settings.batch.maxQueueSize, counts);
+  const { processor, counts } = exportQueue(
+    await createExporter(settings),
+    settings.batch,
+    options.onExportStatus,
+  );
   // Precedence: the SDK's defaults, then ours, then OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES.
   const resource = defaultResource()
     .merge(
@@ -89,6 +90,26 @@ export async function startPipeline(
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * The bounded batch queue in front of `exporter`, with its counts: spans handed to the exporter and how
+ * each export ended, and spans dropped because the queue was full.
+ */
+export function exportQueue(
+  exporter: SpanExporter,
+  batch: TracingSettings['batch'],
+  onExportStatus?: PipelineOptions['onExportStatus'],
+): { processor: SpanProcessor; counts: Readonly<SpanCounts> } {
+  const counts: SpanCounts = { exported: 0, failed: 0, dropped: 0 };
+  const counting = new CountingExporter(exporter, counts, onExportStatus);
+  const processor = new BoundedQueue(
+    new BatchSpanProcessor({ exporter: counting, ...batch }),
+    counting,
+    batch.maxQueueSize,
+    counts,
+  );
+  return { processor, counts };
 }
 
 async function createExporter(settings: TracingSettings): Promise<SpanExporter> {
