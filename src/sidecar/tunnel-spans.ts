@@ -1,7 +1,5 @@
 import {
   type Attributes,
-  type Context,
-  createTraceState,
   ROOT_CONTEXT,
   type SpanContext,
   SpanKind,
@@ -10,9 +8,9 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { loggedText } from '../observability/log-text.js';
+import { remoteParent } from '../tracing/remote-parent.js';
 import { hrTimeOf } from '../tracing/span-time.js';
 import type { StagedIdGenerator } from '../tracing/staged-ids.js';
-import type { TunnelTrace } from './trace.js';
 import type { SidecarSubscriber } from './tunnel-events.js';
 
 /**
@@ -39,7 +37,10 @@ export function sidecarSpanSubscriber(tracer: Tracer, ids: StagedIdGenerator): S
       const span = tracer.startSpan(
         'sidecar CONNECT',
         { kind: SpanKind.CLIENT, startTime: hrTimeOf(e.startedAt), attributes },
-        callerContext(e.trace),
+        // The agent's span as the parent; a new trace (whose id the staged generator supplies) otherwise.
+        remoteParent(
+          e.trace.parentSpanId === undefined ? undefined : { ...e.trace, spanId: e.trace.parentSpanId },
+        ),
       );
       if (!span.isRecording()) return;
       span.addEvent(e.status === 200 ? 'tunnel opened' : 'tunnel refused', { status: e.status }, now);
@@ -66,16 +67,4 @@ export function sidecarSpanSubscriber(tracer: Tracer, ids: StagedIdGenerator): S
       span.end(now);
     },
   };
-}
-
-/** The agent's span as the parent, or a new trace (whose id the staged generator supplies). */
-function callerContext(t: TunnelTrace): Context {
-  if (t.parentSpanId === undefined) return ROOT_CONTEXT;
-  return trace.setSpanContext(ROOT_CONTEXT, {
-    traceId: t.traceId,
-    spanId: t.parentSpanId,
-    traceFlags: t.flags,
-    isRemote: true,
-    ...(t.traceState !== undefined ? { traceState: createTraceState(t.traceState) } : {}),
-  });
 }

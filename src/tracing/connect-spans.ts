@@ -1,7 +1,6 @@
 import {
   type Attributes,
   type Context,
-  createTraceState,
   ROOT_CONTEXT,
   type Span,
   type SpanContext,
@@ -14,7 +13,7 @@ import { LogEvent } from '../observability/events.js';
 import { loggedText } from '../observability/log-text.js';
 import type { ConnectAttempt, ConnectRejected, GatewaySubscriber, Phase } from '../session/events.js';
 import type { TunnelSession } from '../session/tunnel-session.js';
-import type { TraceContext } from '../tracecontext/traceparent.js';
+import { remoteParent } from './remote-parent.js';
 import { hrTimeOf } from './span-time.js';
 
 /**
@@ -115,7 +114,7 @@ function connectSpan(tracer: Tracer, a: ConnectAttempt): Span {
   const span = tracer.startSpan(
     'gateway CONNECT',
     { kind: SpanKind.SERVER, startTime: hrTimeOf(a.startedAt), attributes },
-    callerContext(a.trace),
+    remoteParent(a.trace === undefined ? undefined : { ...a.trace, spanId: a.trace.parentSpanId }),
   );
   if (!span.isRecording()) return span;
   const parent = trace.setSpan(ROOT_CONTEXT, span);
@@ -141,18 +140,6 @@ function child(
       parent,
     )
     .end(hrTimeOf(phase.end));
-}
-
-/** The caller's span as the parent (a remote one), or a new trace. */
-function callerContext(t: TraceContext | undefined): Context {
-  if (t === undefined) return ROOT_CONTEXT;
-  return trace.setSpanContext(ROOT_CONTEXT, {
-    traceId: t.traceId,
-    spanId: t.parentSpanId,
-    traceFlags: t.flags,
-    isRemote: true,
-    ...(t.traceState !== undefined ? { traceState: createTraceState(t.traceState) } : {}),
-  });
 }
 
 function rejection(e: ConnectRejected): { name: string; attributes: Attributes; error: string | undefined } {

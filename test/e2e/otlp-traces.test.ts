@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { type ClientTls, h2Connect, h2Session, http1Request, readAll } from '../helpers/clients.js';
+import {
+  type ClientTls,
+  echoOrClose,
+  h2Connect,
+  h2Session,
+  http1Request,
+  readAll,
+} from '../helpers/clients.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 import { type GatewayProcess, startGatewayProcess, writeGatewayConfig } from '../helpers/gateway-process.js';
 import { startEchoServer } from '../helpers/loopback-servers.js';
@@ -71,14 +78,7 @@ async function connectWithTrace(gateway: GatewayProcess, authority: string, call
     `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n` +
       `traceparent: 00-${CALLER_TRACE}-${callerSpan}-01\r\ntracestate: vendor=opaque,other=1\r\n\r\n`,
   );
-  if (res.status === 200) {
-    const reply = readAll(res.socket, res.rest);
-    res.socket.end('ping');
-    assert.equal((await reply).toString(), 'ping');
-  } else {
-    res.socket.destroy();
-  }
-  return res.status;
+  return echoOrClose(res, 'ping');
 }
 
 const byName = (spans: readonly ReceivedSpan[], name: string) => spans.filter((s) => s.name === name);

@@ -3,7 +3,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type ClientTls, h2Connect, h2Session, http1Connect, readAll } from '../helpers/clients.js';
+import {
+  type ClientTls,
+  echoOrClose,
+  h2Connect,
+  h2Session,
+  http1Connect,
+  readAll,
+} from '../helpers/clients.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 import { type GatewayProcess, startGatewayProcess, writeGatewayConfig } from '../helpers/gateway-process.js';
 import { startEchoServer } from '../helpers/loopback-servers.js';
@@ -73,15 +80,7 @@ after(async () => {
 });
 
 async function http1Echo(who: string): Promise<number> {
-  const res = await http1Connect(gateway.port, tlsOf[who]!, destination);
-  if (res.status === 200) {
-    const reply = readAll(res.socket, res.rest);
-    res.socket.end(Buffer.alloc(BYTES, 7));
-    assert.equal((await reply).length, BYTES);
-  } else {
-    res.socket.destroy();
-  }
-  return res.status;
+  return echoOrClose(await http1Connect(gateway.port, tlsOf[who]!, destination), Buffer.alloc(BYTES, 7));
 }
 
 const total = (samples: PrometheusSample[]) => samples.reduce((n, s) => n + s.value, 0);

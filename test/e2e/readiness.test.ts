@@ -7,7 +7,7 @@ import postgres from 'postgres';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/devdb/embedded.js';
 import { migrate } from '../../src/registry/migrate.js';
 import { runCli } from '../helpers/cli-runner.js';
-import { type ClientTls, http1Connect, readAll } from '../helpers/clients.js';
+import { type ClientTls, echoOrClose, http1Connect } from '../helpers/clients.js';
 import {
   type GatewayProcess,
   type LogLine,
@@ -101,15 +101,7 @@ async function readyzBecomes(admin: string, status: number): Promise<Readiness> 
 }
 
 async function connectStatus(port: number): Promise<number> {
-  const res = await http1Connect(port, tls, destination);
-  if (res.status === 200) {
-    const reply = readAll(res.socket, res.rest);
-    res.socket.end('x');
-    assert.equal((await reply).toString(), 'x');
-  } else {
-    res.socket.destroy();
-  }
-  return res.status;
+  return echoOrClose(await http1Connect(port, tls, destination), 'x');
 }
 
 async function metric(admin: string, name: string): Promise<number> {

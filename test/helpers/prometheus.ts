@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { closedPort } from './loopback-servers.js';
 
 /** Debian's prometheus package; .ci/run installs it. */
 export const PROMETHEUS = '/usr/bin/prometheus';
@@ -57,7 +57,8 @@ export async function startPrometheus(opts: {
       '',
     ].join('\n'),
   );
-  const port = await freePort();
+  // Free now; Prometheus binds it a moment later (the usual small race of a test port).
+  const port = await closedPort();
   const url = `http://127.0.0.1:${port}`;
   const child: ChildProcess = spawn(
     PROMETHEUS,
@@ -122,16 +123,4 @@ async function until(check: () => Promise<boolean>, tries: number, everyMs: numb
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
   throw new Error(`not ready after ${tries} tries (${(lastError as Error)?.message ?? 'no answer'})`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
