@@ -65,7 +65,10 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   const audit = auditLogSubscriber(logger, { refusalsPerSource: config.observability.deny_log_limit });
   events.subscribe(audit);
   const telemetry = await startTelemetry({ loaded, events, logger, env: options.env ?? process.env });
-  const registry = await openRegistrySide(loaded, events, options.lookup);
+  const registry = await openRegistrySide(loaded, events, options.lookup).catch(async (err: unknown) => {
+    await telemetry.stop();
+    throw err;
+  });
   const { policy } = registry;
   const status = new GatewayStatus(registry.health);
 
@@ -112,17 +115,7 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   });
   status.attachLiveCheck(live.check);
   status.listening = true;
-  telemetry.attach({
-    openTunnels: () => tunnels.list(),
-    registryPool: () => ({
-      inUse: registry.gate.busy,
-      waiting: registry.gate.queued,
-      size: config.policy.max_connections,
-    }),
-    registryUp: () => registry.health.isReady,
-    liveCheck: () => live.check,
-    readiness: () => status.readiness(),
-  });
+  telemetry.attach({ tunnels, registry, live: live.check, status });
   let admin: Awaited<ReturnType<typeof startAdmin>>;
   try {
     admin = await startAdmin({ loaded, tunnels, events, status, logger, metrics: telemetry.metrics });

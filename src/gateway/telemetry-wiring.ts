@@ -1,12 +1,15 @@
 import type { MetricsSource } from '../admin/metrics-routes.js';
 import type { LoadedConfig } from '../config/load.js';
 import { redactUrl } from '../config/redact.js';
-import type { ScrapeSources } from '../metrics/scrape-sources.js';
+import type { LiveCheck } from '../livecheck/live-check.js';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
+import type { OpenTunnels } from '../proxy/open-tunnels.js';
 import type { GatewayEvents } from '../session/events.js';
 import type { GatewayTracing } from '../tracing/load.js';
 import { resolveTracing } from '../tracing/settings.js';
+import type { RegistrySide } from './registry-wiring.js';
+import type { GatewayStatus } from './status.js';
 
 /** The service.name of the gateway's spans, as the original gateway exports them. */
 export const GATEWAY_SERVICE_NAME = 'agent_gateway';
@@ -15,9 +18,17 @@ export interface Telemetry {
   /** The Prometheus text of /metrics; present when the admin listener is configured. */
   readonly metrics: MetricsSource | undefined;
   /** Gives the metrics what they read at scrape time, once the gateway has built it. */
-  attach(sources: Omit<ScrapeSources, 'traceSpans'>): void;
+  attach(parts: GatewayParts): void;
   /** Exports the spans still queued (bounded) and stops. */
   stop(): Promise<void>;
+}
+
+/** The parts of the running gateway the metrics read at scrape time. */
+export interface GatewayParts {
+  readonly tunnels: OpenTunnels;
+  readonly registry: Pick<RegistrySide, 'gate' | 'health'>;
+  readonly live: LiveCheck;
+  readonly status: GatewayStatus;
 }
 
 /** How long shutdown waits for the last spans to reach the collector. */
@@ -75,7 +86,19 @@ export async function startTelemetry(deps: {
     });
     events.subscribe(metricsSubscriber(m));
     metrics = m;
-    attach = (sources) => attachScrapeSources(m, { ...sources, traceSpans: () => tracing?.counts() });
+    attach = ({ tunnels, registry, live, status }) =>
+      attachScrapeSources(m, {
+        openTunnels: () => tunnels.list(),
+        registryPool: () => ({
+          inUse: registry.gate.busy,
+          waiting: registry.gate.queued,
+          size: config.policy.max_connections,
+        }),
+        registryUp: () => registry.health.isReady,
+        liveCheck: () => live,
+        readiness: () => status.readiness(),
+        traceSpans: () => tracing?.counts(),
+      });
   }
   return {
     metrics,

@@ -61,7 +61,16 @@ async function handleConnect(deps: LocalProxyDeps, req: IncomingMessage, socket:
   );
   if (socket.destroyed) {
     // The client gave up while the gateway decided.
-    if (outcome.kind === 'opened') outcome.stream.close(h2.NGHTTP2_CANCEL);
+    if (outcome.kind === 'opened') {
+      outcome.stream.close(h2.NGHTTP2_CANCEL);
+      deps.events?.emit('tunnelEnded', {
+        trace: outcome.trace,
+        openedAt: outcome.openedAt,
+        bytesClientToDest: 0,
+        bytesDestToClient: 0,
+        cause: 'local_client_left',
+      });
+    }
     return;
   }
   if (outcome.kind === 'refused') {
