@@ -34,25 +34,22 @@ export async function startSidecarTelemetry(
   let pipeline: TracePipeline | undefined;
   const settings = config.tracing.settings;
   if (settings !== undefined) {
-    const [{ startPipeline }, { StagedIdGenerator }, { sidecarSpanSubscriber }] = await Promise.all([
+    const [{ startPipeline }, { sidecarSpanSubscriber }] = await Promise.all([
       import('../tracing/pipeline.js'),
-      import('../tracing/staged-ids.js'),
       import('./tunnel-spans.js'),
     ]);
-    const ids = new StagedIdGenerator();
     // The sidecar has already told the gateway "sampled" when it makes its span, so it does not sample
     // again: OTEL_TRACES_SAMPLER would only tear holes in traces the gateway records.
     pipeline = await startPipeline(
       { ...settings, sampler: 'parentbased_always_on' },
       {
-        idGenerator: ids,
         onExportStatus: (failing, error) => {
           if (failing) logger.warn({ error }, SidecarEvent.traceExportFailing);
           else logger.info({}, SidecarEvent.traceExportRecovered);
         },
       },
     );
-    events.subscribe(sidecarSpanSubscriber(pipeline.tracer, ids));
+    events.subscribe(sidecarSpanSubscriber(pipeline.recorder));
     logger.info(
       { otlp_endpoint: redactUrl(settings.url), otlp_protocol: settings.protocol },
       SidecarEvent.traceExportEnabled,

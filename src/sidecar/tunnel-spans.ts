@@ -1,16 +1,8 @@
-import {
-  type Attributes,
-  ROOT_CONTEXT,
-  type SpanContext,
-  SpanKind,
-  SpanStatusCode,
-  type Tracer,
-  trace,
-} from '@opentelemetry/api';
+import { type Attributes, type SpanContext, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { loggedText } from '../observability/log-text.js';
+import type { SpanRecorder } from '../tracing/recorded-spans.js';
 import { remoteParent } from '../tracing/remote-parent.js';
 import { hrTimeOf } from '../tracing/span-time.js';
-import type { StagedIdGenerator } from '../tracing/staged-ids.js';
 import type { SidecarSubscriber } from './tunnel-events.js';
 
 /**
@@ -21,11 +13,11 @@ import type { SidecarSubscriber } from './tunnel-events.js';
  *   the agent's own span when the agent sent a traceparent;
  * - `sidecar tunnel` from the 200 to the close, with byte counts and the close cause.
  */
-export function sidecarSpanSubscriber(tracer: Tracer, ids: StagedIdGenerator): SidecarSubscriber {
+export function sidecarSpanSubscriber(recorder: SpanRecorder): SidecarSubscriber {
   const open = new Map<string, SpanContext>();
   return {
     tunnelAnswered(e) {
-      const now = hrTimeOf(performance.now());
+      const now = performance.now();
       const attributes: Attributes = {
         dest_authority: e.authority,
         kind: e.kind,
@@ -33,38 +25,46 @@ export function sidecarSpanSubscriber(tracer: Tracer, ids: StagedIdGenerator): S
         answered_by: e.answeredBy,
       };
       if (e.identity !== null) attributes['source_identity'] = loggedText(e.identity).text;
-      ids.stage(e.trace.traceId, e.trace.spanId);
-      const span = tracer.startSpan(
-        'sidecar CONNECT',
-        { kind: SpanKind.CLIENT, startTime: hrTimeOf(e.startedAt), attributes },
-        // The agent's span as the parent; a new trace (whose id the staged generator supplies) otherwise.
-        remoteParent(
-          e.trace.parentSpanId === undefined ? undefined : { ...e.trace, spanId: e.trace.parentSpanId },
-        ),
+      const t = e.trace;
+      const parent = remoteParent(
+        t.parentSpanId === undefined ? undefined : { ...t, spanId: t.parentSpanId },
       );
-      if (!span.isRecording()) return;
-      span.addEvent(e.status === 200 ? 'tunnel opened' : 'tunnel refused', { status: e.status }, now);
-      if (e.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: `status ${e.status}` });
-      span.end(now);
-      if (e.status === 200) open.set(e.trace.spanId, span.spanContext());
+      // The ids are the ones already sent to the gateway in traceparent.
+      const self = recorder.root(parent, 'sidecar CONNECT', SpanKind.CLIENT, attributes, {
+        traceId: t.traceId,
+        spanId: t.spanId,
+      });
+      if (self === undefined) return;
+      recorder.record({
+        name: 'sidecar CONNECT',
+        kind: SpanKind.CLIENT,
+        context: self,
+        parent,
+        start: hrTimeOf(e.startedAt),
+        end: hrTimeOf(now),
+        attributes,
+        events: [{ name: e.status === 200 ? 'tunnel opened' : 'tunnel refused', time: hrTimeOf(now) }],
+        ...(e.status >= 500 ? { status: { code: SpanStatusCode.ERROR, message: `status ${e.status}` } } : {}),
+      });
+      if (e.status === 200) open.set(t.spanId, self);
     },
     tunnelEnded(e) {
       const parent = open.get(e.trace.spanId);
       if (parent === undefined) return;
       open.delete(e.trace.spanId);
-      const now = hrTimeOf(performance.now());
-      const attributes: Attributes = {
-        bytes_client_to_dest: e.bytesClientToDest,
-        bytes_dest_to_client: e.bytesDestToClient,
-        close_cause: e.cause,
-      };
-      const span = tracer.startSpan(
-        'sidecar tunnel',
-        { kind: SpanKind.INTERNAL, startTime: hrTimeOf(e.openedAt), attributes },
-        trace.setSpanContext(ROOT_CONTEXT, parent),
-      );
-      span.addEvent('tunnel closed', attributes, now);
-      span.end(now);
+      recorder.record({
+        name: 'sidecar tunnel',
+        kind: SpanKind.INTERNAL,
+        context: recorder.child(parent),
+        parent,
+        start: hrTimeOf(e.openedAt),
+        end: hrTimeOf(performance.now()),
+        attributes: {
+          bytes_client_to_dest: e.bytesClientToDest,
+          bytes_dest_to_client: e.bytesDestToClient,
+          close_cause: e.cause,
+        },
+      });
     },
   };
 }

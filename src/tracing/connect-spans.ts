@@ -1,145 +1,171 @@
-import {
-  type Attributes,
-  type Context,
-  ROOT_CONTEXT,
-  type Span,
-  type SpanContext,
-  SpanKind,
-  SpanStatusCode,
-  type Tracer,
-  trace,
-} from '@opentelemetry/api';
+import { type Attributes, type SpanContext, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import type { TimedEvent } from '@opentelemetry/sdk-trace';
 import { LogEvent } from '../observability/events.js';
 import { loggedText } from '../observability/log-text.js';
-import type { ConnectAttempt, ConnectRejected, GatewaySubscriber, Phase } from '../session/events.js';
+import type {
+  ConnectAttempt,
+  ConnectRejected,
+  GatewaySubscriber,
+  Phase,
+  TunnelClosed,
+} from '../session/events.js';
 import type { TunnelSession } from '../session/tunnel-session.js';
+import type { SpanRecorder } from './recorded-spans.js';
 import { remoteParent } from './remote-parent.js';
 import { hrTimeOf } from './span-time.js';
 
 /**
  * The gateway's spans, made from its events after the fact: the hot path only records monotonic times on
- * the ConnectAttempt (policy, DNS, dial), and this subscriber turns them into spans with those explicit
- * start and end times (span-time.ts).
+ * the ConnectAttempt (policy, DNS, dial), and this subscriber turns them into finished spans with those
+ * start and end times (recorded-spans.ts, span-time.ts).
  *
  * - `gateway CONNECT` (server span), continuing the caller's traceparent/tracestate, from the request to
- *   its answer, with the decision as a span event (`CONNECT allowed`, `CONNECT denied` with deny_reason,
- *   and the other refusals under their log names). It ends at the decision, not when the tunnel closes,
- *   so a collector shows every decision within one export interval, and a gateway that dies mid-tunnel
- *   has still exported it.
+ *   its answer, with the outcome as attributes and the decision as a span event (`CONNECT allowed`,
+ *   `CONNECT denied` with deny_reason, and the other refusals under their log names). It ends at the
+ *   decision, not when the tunnel closes, so a collector shows every decision within one export
+ *   interval, and a gateway that dies mid-tunnel has still exported it.
  * - children `gateway policy`, `gateway dns`, `gateway dial`, one per phase that ran.
  * - `gateway tunnel`, a child of the CONNECT span from the 200 to the close, with the byte counts and
- *   the close cause as attributes and a `tunnel closed` event. A child rather than a linked root span,
- *   so that the tunnel sits in the same trace as the sidecar's and the agent's spans; OpenTelemetry
- *   allows a child to outlive its parent.
+ *   the close cause as attributes (its end is the close). A child rather than a linked root span, so
+ *   that the tunnel sits in the same trace as the sidecar's and the agent's spans; OpenTelemetry allows a
+ *   child to outlive its parent.
  */
-export function connectSpanSubscriber(tracer: Tracer): GatewaySubscriber {
+export function connectSpanSubscriber(recorder: SpanRecorder): GatewaySubscriber {
   // The CONNECT span of each open tunnel, for its `gateway tunnel` child; gone with the session.
   const tunnels = new WeakMap<TunnelSession, SpanContext>();
+  const later = deferred();
+
+  const connect = (
+    a: ConnectAttempt,
+    outcome: Attributes,
+    end: number,
+    event: TimedEvent,
+    error?: string,
+  ) => {
+    const attributes: Attributes = { ...outcome, source_peer_addr: a.peerAddr, protocol: a.protocol };
+    if (a.identity !== null) attributes['source_identity'] = text(a.identity);
+    if (a.destination !== undefined) attributes['dest_authority'] = a.destination.authority;
+    const parent = remoteParent(
+      a.trace === undefined ? undefined : { ...a.trace, spanId: a.trace.parentSpanId },
+    );
+    const self = recorder.root(parent, 'gateway CONNECT', SpanKind.SERVER, attributes);
+    if (self === undefined) return undefined;
+    recorder.record({
+      name: 'gateway CONNECT',
+      kind: SpanKind.SERVER,
+      context: self,
+      parent,
+      start: hrTimeOf(a.startedAt),
+      end: hrTimeOf(end),
+      attributes,
+      events: [event],
+      ...(error === undefined ? {} : { status: { code: SpanStatusCode.ERROR, message: error } }),
+    });
+    phase(self, 'gateway policy', a.policy, a.grant?.cached ? { policy_cache: 'hit' } : {});
+    phase(self, 'gateway dns', a.dns, {});
+    phase(self, 'gateway dial', a.dial, {});
+    return self;
+  };
+  const phase = (parent: SpanContext, name: string, p: Phase | undefined, attributes: Attributes) => {
+    // A phase the client cut short (it left) has no end.
+    if (p === undefined || p.end <= 0 || p.end < p.start) return;
+    recorder.record({
+      name,
+      kind: SpanKind.INTERNAL,
+      context: recorder.child(parent),
+      parent,
+      start: hrTimeOf(p.start),
+      end: hrTimeOf(p.end),
+      attributes,
+    });
+  };
+
+  const tunnelSpan = (e: TunnelClosed, now: number): void => {
+    const parent = tunnels.get(e.session);
+    if (parent === undefined) return;
+    tunnels.delete(e.session);
+    const attributes: Attributes = {
+      bytes_client_to_dest: e.bytesClientToDest,
+      bytes_dest_to_client: e.bytesDestToClient,
+      close_cause: e.cause,
+    };
+    if (e.reason !== undefined) attributes['close_reason'] = text(e.reason);
+    if (e.throttle !== undefined) attributes['throttled_ms'] = e.throttle.throttledMs;
+    const failed = e.cause === 'client_error' || e.cause === 'dest_error';
+    recorder.record({
+      name: 'gateway tunnel',
+      kind: SpanKind.INTERNAL,
+      context: recorder.child(parent),
+      parent,
+      start: hrTimeOf(e.session.openedAtMono),
+      end: hrTimeOf(now),
+      attributes,
+      ...(failed
+        ? { status: { code: SpanStatusCode.ERROR, message: e.error === undefined ? e.cause : text(e.error) } }
+        : {}),
+    });
+  };
 
   return {
     connectRejected(e) {
-      const now = hrTimeOf(performance.now());
-      const span = connectSpan(tracer, e.attempt);
-      if (!span.isRecording()) return;
-      const { name, attributes, error } = rejection(e);
-      span.setAttributes(attributes);
-      span.addEvent(name, attributes, now);
-      if (error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: error });
-      span.end(now);
+      const now = performance.now();
+      later(() => {
+        const { name, attributes, error } = rejection(e);
+        const reason = e.reason.kind === 'denied' ? { deny_reason: e.reason.denyReason } : undefined;
+        connect(e.attempt, attributes, now, eventAt(name, now, reason), error);
+      });
     },
     connectAbandoned(e) {
-      const now = hrTimeOf(performance.now());
-      const span = connectSpan(tracer, e.attempt);
-      if (!span.isRecording()) return;
-      span.addEvent(LogEvent.connectAbandoned, { stage: e.stage }, now);
-      span.end(now);
+      const now = performance.now();
+      later(() =>
+        connect(e.attempt, { abandoned_stage: e.stage }, now, eventAt(LogEvent.connectAbandoned, now)),
+      );
     },
     tunnelOpened(e) {
-      // The 200 went out when the tunnel was opened: the decision's end and the tunnel's start.
-      const now = hrTimeOf(e.session.openedAtMono);
-      const span = connectSpan(tracer, e.attempt);
-      if (!span.isRecording()) return;
-      const s = e.session;
-      const attributes: Attributes = {
-        policy_decision: 'allow',
-        tunnel_id: s.id,
-        permission_id: s.grant.permissionId,
-        signing_key_id: s.grant.signingKeyId,
-        scope_id: s.grant.scopeId,
-        dest_addr: s.destAddr,
-        'http.response.status_code': 200,
-      };
-      if (s.grant.cached) attributes['policy_cache'] = 'hit';
-      span.setAttributes(attributes);
-      span.addEvent(LogEvent.connectAllowed, attributes, now);
-      span.end(now);
-      tunnels.set(s, span.spanContext());
+      later(() => {
+        const s = e.session;
+        // What joins the span to the log lines (tunnel_id, permission_id); the rest is in those lines.
+        const attributes: Attributes = {
+          policy_decision: 'allow',
+          tunnel_id: s.id,
+          permission_id: s.grant.permissionId,
+          'http.response.status_code': 200,
+        };
+        if (s.grant.cached) attributes['policy_cache'] = 'hit';
+        // The 200 went out when the tunnel was opened: the decision's end and the tunnel's start.
+        const end = s.openedAtMono;
+        const self = connect(e.attempt, attributes, end, eventAt(LogEvent.connectAllowed, end));
+        if (self !== undefined) tunnels.set(s, self);
+      });
     },
     tunnelClosed(e) {
-      const parent = tunnels.get(e.session);
-      if (parent === undefined) return;
-      tunnels.delete(e.session);
-      const now = hrTimeOf(performance.now());
-      const attributes: Attributes = {
-        tunnel_id: e.session.id,
-        bytes_client_to_dest: e.bytesClientToDest,
-        bytes_dest_to_client: e.bytesDestToClient,
-        close_cause: e.cause,
-        duration_ms: e.durationMs,
-      };
-      if (e.reason !== undefined) attributes['close_reason'] = text(e.reason);
-      if (e.throttle !== undefined) attributes['throttled_ms'] = e.throttle.throttledMs;
-      const span = tracer.startSpan(
-        'gateway tunnel',
-        { kind: SpanKind.INTERNAL, startTime: hrTimeOf(e.session.openedAtMono), attributes },
-        trace.setSpanContext(ROOT_CONTEXT, parent),
-      );
-      span.addEvent(LogEvent.tunnelClosed, attributes, now);
-      if (e.cause === 'client_error' || e.cause === 'dest_error') {
-        span.setStatus({
-          code: SpanStatusCode.ERROR,
-          message: e.error === undefined ? e.cause : text(e.error),
-        });
-      }
-      span.end(now);
+      const now = performance.now();
+      later(() => tunnelSpan(e, now));
     },
   };
 }
 
-/** The CONNECT span and its phase children; ended by the caller once the outcome is added. */
-function connectSpan(tracer: Tracer, a: ConnectAttempt): Span {
-  const attributes: Attributes = { source_peer_addr: a.peerAddr, protocol: a.protocol };
-  if (a.identity !== null) attributes['source_identity'] = text(a.identity);
-  if (a.destination !== undefined) attributes['dest_authority'] = a.destination.authority;
-  const span = tracer.startSpan(
-    'gateway CONNECT',
-    { kind: SpanKind.SERVER, startTime: hrTimeOf(a.startedAt), attributes },
-    remoteParent(a.trace === undefined ? undefined : { ...a.trace, spanId: a.trace.parentSpanId }),
-  );
-  if (!span.isRecording()) return span;
-  const parent = trace.setSpan(ROOT_CONTEXT, span);
-  child(tracer, parent, 'gateway policy', a.policy, a.grant?.cached ? { policy_cache: 'hit' } : undefined);
-  child(tracer, parent, 'gateway dns', a.dns, undefined);
-  child(tracer, parent, 'gateway dial', a.dial, undefined);
-  return span;
+/**
+ * Runs span building after the current turn (setImmediate), in publication order: the subscriber is
+ * called inside the CONNECT's transition, and the 200 the client waits for is flushed only once that turn
+ * ends. Times are taken before deferring; the events' data does not change afterwards.
+ */
+function deferred(): (work: () => void) => void {
+  let queue: Array<() => void> = [];
+  const drain = () => {
+    const run = queue;
+    queue = [];
+    for (const work of run) work();
+  };
+  return (work) => {
+    if (queue.push(work) === 1) setImmediate(drain);
+  };
 }
 
-function child(
-  tracer: Tracer,
-  parent: Context,
-  name: string,
-  phase: Phase | undefined,
-  attributes?: Attributes,
-) {
-  // A phase the client cut short (it left) has no end.
-  if (phase === undefined || phase.end <= 0 || phase.end < phase.start) return;
-  tracer
-    .startSpan(
-      name,
-      { kind: SpanKind.INTERNAL, startTime: hrTimeOf(phase.start), ...(attributes ? { attributes } : {}) },
-      parent,
-    )
-    .end(hrTimeOf(phase.end));
+function eventAt(name: string, monotonicMs: number, attributes?: Attributes): TimedEvent {
+  return attributes === undefined
+    ? { name, time: hrTimeOf(monotonicMs) }
+    : { name, time: hrTimeOf(monotonicMs), attributes };
 }
 
 function rejection(e: ConnectRejected): { name: string; attributes: Attributes; error: string | undefined } {

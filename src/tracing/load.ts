@@ -26,7 +26,7 @@ export async function loadGatewayTracing(
   ]);
   const pipeline = await startPipeline(settings, { onExportStatus });
   return {
-    subscriber: connectSpanSubscriber(pipeline.tracer),
+    subscriber: connectSpanSubscriber(pipeline.recorder),
     counts: () => pipeline.counts,
     shutdown: (timeoutMs) => pipeline.shutdown(timeoutMs),
   };

@@ -1,4 +1,4 @@
-import { TraceFlags, type Tracer } from '@opentelemetry/api';
+import { TraceFlags } from '@opentelemetry/api';
 import { ExportResultCode } from '@opentelemetry/core';
 import {
   defaultResource,
@@ -10,16 +10,15 @@ import {
   AlwaysOffSampler,
   AlwaysOnSampler,
   BatchSpanProcessor,
-  type IdGenerator,
   ParentBasedSampler,
   type ReadableSpan,
   type Sampler,
   type SpanExporter,
   type SpanProcessor,
   TraceIdRatioBasedSampler,
-  TracerProvider,
 } from '@opentelemetry/sdk-trace';
 import { packageVersion } from '../version.js';
+import { SpanRecorder } from './recorded-spans.js';
 import type { TracingSettings } from './settings.js';
 
 /**
@@ -40,7 +39,8 @@ export interface SpanCounts {
 }
 
 export interface TracePipeline {
-  readonly tracer: Tracer;
+  /** Where the subscribers record their spans. */
+  readonly recorder: SpanRecorder;
   readonly counts: Readonly<SpanCounts>;
   /** Exports what is queued (bounded by `timeoutMs`) and stops; errors are swallowed, never thrown. */
   shutdown(timeoutMs: number): Promise<void>;
@@ -49,8 +49,6 @@ export interface TracePipeline {
 export interface PipelineOptions {
   /** Told when exports start failing (with the error) and when they succeed again. */
   readonly onExportStatus?: (failing: boolean, error: string | undefined) => void;
-  /** The sidecar sets its span ids itself (see staged-ids.ts). */
-  readonly idGenerator?: IdGenerator;
 }
 
 export async function startPipeline(
@@ -69,14 +67,9 @@ export async function startPipeline(
     )
     .merge(detectResources({ detectors: [envDetector] }));
   await resource.waitForAsyncAttributes?.();
-  const provider = new TracerProvider({
-    resource,
-    sampler: samplerOf(settings),
-    spanProcessors: [processor],
-    ...(options.idGenerator ? { idGenerator: options.idGenerator } : {}),
-  });
+  const scope = { name: 'agent-gateway', version: packageVersion() };
   return {
-    tracer: provider.getTracer('agent-gateway', packageVersion()),
+    recorder: new SpanRecorder(processor, resource, scope, samplerOf(settings)),
     counts,
     async shutdown(timeoutMs: number) {
       let timer: NodeJS.Timeout | undefined;
@@ -86,7 +79,7 @@ export async function startPipeline(
       });
       // forceFlush/shutdown reject when the collector is away ("Concurrent export limit reached", timeouts):
       // a stopping gateway must not wait on that beyond its deadline, nor fail because of it.
-      await Promise.race([provider.shutdown().catch(() => undefined), deadline]);
+      await Promise.race([processor.shutdown().catch(() => undefined), deadline]);
       clearTimeout(timer);
     },
   };

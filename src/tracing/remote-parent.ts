@@ -1,9 +1,6 @@
-import { type Context, createTraceState, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { createTraceState, type SpanContext } from '@opentelemetry/api';
 
-/**
- * The context whose (remote) parent is the caller's span, as its `traceparent`/`tracestate` named it; or
- * the root context, for a new trace, when there is none.
- */
+/** The caller's span as a remote parent, as its `traceparent`/`tracestate` named it; none for a new trace. */
 export function remoteParent(
   caller:
     | {
@@ -13,13 +10,13 @@ export function remoteParent(
         readonly traceState?: string | undefined;
       }
     | undefined,
-): Context {
-  if (caller === undefined) return ROOT_CONTEXT;
-  return trace.setSpanContext(ROOT_CONTEXT, {
+): SpanContext | undefined {
+  if (caller === undefined) return undefined;
+  return {
     traceId: caller.traceId,
     spanId: caller.spanId,
     traceFlags: caller.flags,
     isRemote: true,
     ...(caller.traceState !== undefined ? { traceState: createTraceState(caller.traceState) } : {}),
-  });
+  };
 }

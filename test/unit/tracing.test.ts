@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ExportResultCode } from '@opentelemetry/core';
+import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
+  AlwaysOnSampler,
   InMemorySpanExporter,
+  ParentBasedSampler,
   type ReadableSpan,
   SimpleSpanProcessor,
   type SpanExporter,
@@ -13,6 +16,7 @@ import type { ConnectAttempt } from '../../src/session/events.js';
 import type { TunnelSession } from '../../src/session/tunnel-session.js';
 import { connectSpanSubscriber } from '../../src/tracing/connect-spans.js';
 import { exportQueue } from '../../src/tracing/pipeline.js';
+import { SpanRecorder } from '../../src/tracing/recorded-spans.js';
 import { DEFAULT_BATCH, resolveTracing, tracesUrl } from '../../src/tracing/settings.js';
 import { hrTimeOf } from '../../src/tracing/span-time.js';
 
@@ -95,9 +99,17 @@ function attempt(overrides: Partial<ConnectAttempt> = {}): ConnectAttempt {
 
 function tracer() {
   const exporter = new InMemorySpanExporter();
-  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
-  return { exporter, subscriber: connectSpanSubscriber(provider.getTracer('test')) };
+  const recorder = new SpanRecorder(
+    new SimpleSpanProcessor({ exporter }),
+    resourceFromAttributes({ 'service.name': 'test' }),
+    { name: 'test' },
+    new ParentBasedSampler({ root: new AlwaysOnSampler() }),
+  );
+  return { exporter, subscriber: connectSpanSubscriber(recorder) };
 }
+
+/** Spans are built after the turn that published the event. */
+const afterTurn = () => new Promise((resolve) => setImmediate(resolve));
 
 const ms = (span: ReadableSpan, which: 'startTime' | 'endTime') => {
   const [s, ns] = span[which];
@@ -105,7 +117,7 @@ const ms = (span: ReadableSpan, which: 'startTime' | 'endTime') => {
 };
 
 describe('CONNECT spans from events', () => {
-  test('a deny: the caller continued, the phases as children at their recorded times, escaped identity', () => {
+  test('a deny: the caller continued, the phases as children at their recorded times, escaped identity', async () => {
     const { exporter, subscriber } = tracer();
     subscriber.connectRejected?.({
       attempt: attempt(),
@@ -113,6 +125,7 @@ describe('CONNECT spans from events', () => {
       reason: { kind: 'denied', denyReason: 'scope_missing' },
       detail: undefined,
     });
+    await afterTurn();
     const spans = exporter.getFinishedSpans();
     const connect = spans.find((s) => s.name === 'gateway CONNECT')!;
     const policy = spans.find((s) => s.name === 'gateway policy')!;
@@ -136,23 +149,26 @@ describe('CONNECT spans from events', () => {
     assert.ok(Math.abs(ms(policy, 'endTime') - origin - 1003) < 0.001, 'and ends at it');
   });
 
-  test('a caller that does not sample gets no span recorded; a phase cut short gets no child', () => {
+  test('a caller that does not sample gets no span recorded; a phase cut short gets no child', async () => {
     const { exporter, subscriber } = tracer();
     subscriber.connectAbandoned?.({
       attempt: attempt({ trace: { traceId: 'c'.repeat(32), parentSpanId: 'd'.repeat(16), flags: 0 } }),
       stage: 'deciding',
     });
+    await afterTurn();
     assert.equal(exporter.getFinishedSpans().length, 0);
     subscriber.connectAbandoned?.({
       attempt: attempt({ trace: undefined, policy: { start: 1001, end: 0 } }),
       stage: 'deciding',
     });
+    assert.equal(exporter.getFinishedSpans().length, 0, 'spans are made after the turn of the event');
+    await afterTurn();
     const names = exporter.getFinishedSpans().map((s) => s.name);
     assert.deepEqual(names, ['gateway CONNECT']);
     assert.equal(exporter.getFinishedSpans()[0]!.parentSpanContext, undefined, 'a new trace');
   });
 
-  test('an allow ends the CONNECT span at the 200; the close makes a tunnel child with bytes and cause', () => {
+  test('an allow ends the CONNECT span at the 200; the close makes a tunnel child with bytes and cause', async () => {
     const { exporter, subscriber } = tracer();
     const a = attempt({ dns: { start: 1003, end: 1004 }, dial: { start: 1004, end: 1006 } });
     const session = {
@@ -164,6 +180,7 @@ describe('CONNECT spans from events', () => {
       openedAtMono: 1007,
     } as unknown as TunnelSession;
     subscriber.tunnelOpened?.({ session, attempt: a });
+    await afterTurn();
     const connect = exporter.getFinishedSpans().find((s) => s.name === 'gateway CONNECT')!;
     assert.equal(exporter.getFinishedSpans().length, 4, 'CONNECT, policy, dns, dial');
     assert.equal(ms(connect, 'endTime') - ms(connect, 'startTime'), 7);
@@ -177,6 +194,7 @@ describe('CONNECT spans from events', () => {
       durationMs: 5,
       throttle: undefined,
     });
+    await afterTurn();
     const tunnel = exporter.getFinishedSpans().find((s) => s.name === 'gateway tunnel')!;
     assert.equal(tunnel.parentSpanContext?.spanId, connect.spanContext().spanId);
     assert.equal(tunnel.attributes['bytes_dest_to_client'], 20);
