@@ -71,6 +71,8 @@ export interface OtlpReceiver {
   readonly spans: ReceivedSpan[];
   /** Export requests received (content type as sent), for asserting the transport. */
   readonly requests: string[];
+  /** Bytes of export requests received (after decompression). */
+  bytes(): number;
   /** Resolves once `predicate` holds for the spans received so far (re-checked on every export). */
   waitFor(
     predicate: (spans: readonly ReceivedSpan[]) => boolean,
@@ -80,13 +82,24 @@ export interface OtlpReceiver {
   close(): Promise<void>;
 }
 
-export async function startOtlpReceiver(protocol: OtlpProtocol): Promise<OtlpReceiver> {
+/**
+ * `decode: false` (the benchmark) only counts the exports and their bytes: a collector's work must not
+ * load the machine the gateway is measured on more than receiving does.
+ */
+export async function startOtlpReceiver(
+  protocol: OtlpProtocol,
+  options: { readonly decode?: boolean } = {},
+): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   const requests: string[] = [];
   const waiters = new Set<() => void>();
-  const received = (decoded: DecodedRequest, contentType: string) => {
+  const decode = options.decode !== false;
+  let bytes = 0;
+  const received = (body: Buffer, json: boolean, contentType: string) => {
     requests.push(contentType);
-    spans.push(...flatten(decoded));
+    bytes += body.length;
+    if (!decode) return;
+    spans.push(...flatten(json ? decodeJson(body) : decodeProtobuf(body)));
     for (const w of [...waiters]) w();
   };
   let endpoint: string;
@@ -108,7 +121,7 @@ export async function startOtlpReceiver(protocol: OtlpProtocol): Promise<OtlpRec
       },
       {
         Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
-          received(decodeProtobuf(call.request), 'application/grpc');
+          received(call.request, false, 'application/grpc');
           // An empty ExportTraceServiceResponse: full success.
           done(null, Buffer.alloc(0));
         },
@@ -138,7 +151,7 @@ export async function startOtlpReceiver(protocol: OtlpProtocol): Promise<OtlpRec
           return;
         }
         try {
-          received(type.startsWith('application/json') ? decodeJson(body) : decodeProtobuf(body), type);
+          received(body, type.startsWith('application/json'), type);
         } catch (error) {
           res.writeHead(400).end(String(error));
           return;
@@ -156,6 +169,7 @@ export async function startOtlpReceiver(protocol: OtlpProtocol): Promise<OtlpRec
     endpoint,
     spans,
     requests,
+    bytes: () => bytes,
     waitFor(predicate, what, timeoutMs = 30_000) {
       if (predicate(spans)) return Promise.resolve();
       return new Promise((resolve, reject) => {
