@@ -43,6 +43,8 @@ const SETTLE_MS = 1000;
 const TOKEN = 'b'.repeat(32);
 /** What the "on" gateway has: `tracing`, `metrics` or both (the default), to tell their costs apart. */
 const ON = new Set((process.env['BENCH_ON'] ?? 'tracing,metrics').split(','));
+/** The OTLP transport measured: grpc (the default, as the original gateway sends) or http/protobuf. */
+const PROTOCOL = (process.env['BENCH_OTLP_PROTOCOL'] ?? 'grpc') as 'grpc' | 'http/protobuf';
 
 if (process.env['BENCH_DATABASE_URL']) process.env['TEST_DATABASE_URL'] = process.env['BENCH_DATABASE_URL'];
 
@@ -57,7 +59,7 @@ async function main() {
   const db = await freshDatabase();
   const echo = await startEchoServer();
   const sink = await startHashSink(0);
-  const receiver = await startOtlpReceiver('grpc', { decode: false });
+  const receiver = await startOtlpReceiver(PROTOCOL, { decode: false });
   const agent = await pki.agent('bench-agent');
   const tls: ClientTls = { caPath: pki.caCertPath, agent };
   const echoDest = `127.0.0.1:${echo.port}`;
@@ -71,7 +73,7 @@ async function main() {
       keyPath: pki.serverKeyPath,
       extraServer: 'h2_stream_window_bytes = 1048576\nh2_connection_window_bytes = 16777216',
       extraObservability:
-        on && ON.has('tracing') ? `otlp_endpoint = "${receiver.endpoint}"\notlp_protocol = "grpc"` : '',
+        on && ON.has('tracing') ? `otlp_endpoint = "${receiver.endpoint}"\notlp_protocol = "${PROTOCOL}"` : '',
       extraTables: on && ON.has('metrics') ? '[admin]\nlisten_addr = "127.0.0.1:0"' : '',
     });
   // Exports every 200 ms, so that their CPU falls inside the measured windows.
@@ -180,7 +182,7 @@ async function main() {
   row(`CONNECT→200 p50 (${CONNECTS * ROUNDS} sequential)`, lat(50), 'ms');
   row(`CONNECT→200 p99 (${CONNECTS * ROUNDS} sequential)`, lat(99), 'ms');
   console.log(
-    `\n"on" has ${[...ON].join(' and ')}. ${spans}${receiver.requests.length} exports (${(receiver.bytes() / MIB).toFixed(1)} MiB) received`,
+    `\n"on" has ${[...ON].join(' and ')} (OTLP ${PROTOCOL}). ${spans}${receiver.requests.length} exports (${(receiver.bytes() / MIB).toFixed(1)} MiB) received`,
   );
 
   for (const side of sides) await side.gateway.stop();
