@@ -73,7 +73,9 @@ async function main() {
       keyPath: pki.serverKeyPath,
       extraServer: 'h2_stream_window_bytes = 1048576\nh2_connection_window_bytes = 16777216',
       extraObservability:
-        on && ON.has('tracing') ? `otlp_endpoint = "${receiver.endpoint}"\notlp_protocol = "${PROTOCOL}"` : '',
+        on && ON.has('tracing')
+          ? `otlp_endpoint = "${receiver.endpoint}"\notlp_protocol = "${PROTOCOL}"`
+          : '',
       extraTables: on && ON.has('metrics') ? '[admin]\nlisten_addr = "127.0.0.1:0"' : '',
     });
   // Exports every 200 ms, so that their CPU falls inside the measured windows.

@@ -25,8 +25,10 @@ import { hrTimeOf } from './span-time.js';
  *   decision, not when the tunnel closes, so a collector shows every decision within one export
  *   interval, and a gateway that dies mid-tunnel has still exported it.
  * - children `gateway policy`, `gateway dns`, `gateway dial`, one per phase that ran.
- * - `gateway tunnel`, a child of the CONNECT span from the 200 to the close, with the byte counts and
- *   the close cause as attributes (its end is the close). A child rather than a linked root span, so
+ * - `gateway tunnel`, a child of the CONNECT span from the 200 to the close, with the `tunnel closed`
+ *   line's fields (byte counts, close cause, who and where) and that event at its end. The span events
+ *   carry the interop log events' names, as the original gateway's spans do, so a collector that reads
+ *   decisions from span events sees the same ones as the log. A child rather than a linked root span, so
  *   that the tunnel sits in the same trace as the sidecar's and the agent's spans; OpenTelemetry allows a
  *   child to outlive its parent.
  */
@@ -84,10 +86,20 @@ export function connectSpanSubscriber(recorder: SpanRecorder): GatewaySubscriber
     const parent = tunnels.get(e.session);
     if (parent === undefined) return;
     tunnels.delete(e.session);
+    const s = e.session;
+    // The `tunnel closed` log line's fields: a collector that turns span events back into those lines
+    // (the dashboard's OTLP ingest does) gets the same record from the span as from the log.
     const attributes: Attributes = {
+      tunnel_id: s.id,
+      source_identity: text(s.identity),
+      dest_authority: s.destination.authority,
+      protocol: s.protocol,
+      permission_id: s.grant.permissionId,
+      signing_key_id: s.grant.signingKeyId,
       bytes_client_to_dest: e.bytesClientToDest,
       bytes_dest_to_client: e.bytesDestToClient,
       close_cause: e.cause,
+      duration_ms: e.durationMs,
     };
     if (e.reason !== undefined) attributes['close_reason'] = text(e.reason);
     if (e.throttle !== undefined) attributes['throttled_ms'] = e.throttle.throttledMs;
@@ -97,9 +109,10 @@ export function connectSpanSubscriber(recorder: SpanRecorder): GatewaySubscriber
       kind: SpanKind.INTERNAL,
       context: recorder.child(parent),
       parent,
-      start: hrTimeOf(e.session.openedAtMono),
+      start: hrTimeOf(s.openedAtMono),
       end: hrTimeOf(now),
       attributes,
+      events: [{ name: LogEvent.tunnelClosed, time: hrTimeOf(now) }],
       ...(failed
         ? { status: { code: SpanStatusCode.ERROR, message: e.error === undefined ? e.cause : text(e.error) } }
         : {}),
@@ -111,7 +124,9 @@ export function connectSpanSubscriber(recorder: SpanRecorder): GatewaySubscriber
       const now = performance.now();
       later(() => {
         const { name, attributes, error } = rejection(e);
-        const reason = e.reason.kind === 'denied' ? { deny_reason: e.reason.denyReason } : undefined;
+        const reason: Attributes | undefined =
+          e.reason.kind === 'denied' ? { deny_reason: e.reason.denyReason } : undefined;
+        if (reason !== undefined && e.detail !== undefined) reason['deny_detail'] = text(e.detail);
         connect(e.attempt, attributes, now, eventAt(name, now, reason), error);
       });
     },
@@ -124,11 +139,12 @@ export function connectSpanSubscriber(recorder: SpanRecorder): GatewaySubscriber
     tunnelOpened(e) {
       later(() => {
         const s = e.session;
-        // What joins the span to the log lines (tunnel_id, permission_id); the rest is in those lines.
+        // The `CONNECT allowed` line's identifying fields (the rest, e.g. the key's fingerprint, stays in it).
         const attributes: Attributes = {
           policy_decision: 'allow',
           tunnel_id: s.id,
           permission_id: s.grant.permissionId,
+          signing_key_id: s.grant.signingKeyId,
           'http.response.status_code': 200,
         };
         if (s.grant.cached) attributes['policy_cache'] = 'hit';

@@ -138,6 +138,15 @@ for (const protocol of ['grpc', 'http/protobuf', 'http/json'] as OtlpProtocol[])
       assert.equal(tunnel.attributes['bytes_client_to_dest'], 4);
       assert.equal(tunnel.attributes['bytes_dest_to_client'], 4);
       assert.equal(tunnel.attributes['close_cause'], 'completed');
+      // The `tunnel closed` line's fields, for collectors that turn span events back into log records.
+      assert.deepEqual(
+        tunnel.events.map((e) => e.name),
+        ['tunnel closed'],
+      );
+      assert.equal(tunnel.attributes['tunnel_id'], connect.attributes['tunnel_id']);
+      assert.equal(tunnel.attributes['source_identity'], 'agent-trace');
+      assert.equal(tunnel.attributes['dest_authority'], destination);
+      assert.match(String(connect.attributes['signing_key_id']), /^org-of-agent-trace$/);
       assert.ok(tunnel.startNs >= connect.endNs, 'the CONNECT span ends at the decision, before the tunnel');
       const expected =
         protocol === 'grpc' ? /^application\/grpc/ : protocol === 'http/json' ? /json/ : /protobuf/;
