@@ -60,10 +60,14 @@ export async function startTelemetry(deps: {
   let tracing: GatewayTracing | undefined;
   if (resolved.settings !== undefined) {
     const { loadGatewayTracing } = await import('../tracing/load.js');
-    tracing = await loadGatewayTracing(resolved.settings, (failing, error) => {
-      if (failing) logger.warn({ error }, LogEvent.traceExportFailing);
-      else logger.info({}, LogEvent.traceExportRecovered);
-    });
+    tracing = await loadGatewayTracing(
+      resolved.settings,
+      (failing, error) => {
+        if (failing) logger.warn({ error }, LogEvent.traceExportFailing);
+        else logger.info({}, LogEvent.traceExportRecovered);
+      },
+      (error) => logger.error({ error: (error as Error)?.message ?? String(error) }, LogEvent.internalError),
+    );
     events.subscribe(tracing.subscriber);
     logger.info(
       { otlp_endpoint: redactUrl(resolved.settings.url), otlp_protocol: resolved.settings.protocol },

@@ -32,10 +32,14 @@ import { hrTimeOf } from './span-time.js';
  *   that the tunnel sits in the same trace as the sidecar's and the agent's spans; OpenTelemetry allows a
  *   child to outlive its parent.
  */
-export function connectSpanSubscriber(recorder: SpanRecorder): GatewaySubscriber {
+export function connectSpanSubscriber(
+  recorder: SpanRecorder,
+  /** A span that could not be built (reported once; the gateway is never affected). */
+  onError: (error: unknown) => void = () => {},
+): GatewaySubscriber {
   // The CONNECT span of each open tunnel, for its `gateway tunnel` child; gone with the session.
   const tunnels = new WeakMap<TunnelSession, SpanContext>();
-  const later = deferred();
+  const later = deferred(onError);
 
   const connect = (
     a: ConnectAttempt,
@@ -164,14 +168,23 @@ export function connectSpanSubscriber(recorder: SpanRecorder): GatewaySubscriber
 /**
  * Runs span building after the current turn (setImmediate), in publication order: the subscriber is
  * called inside the CONNECT's transition, and the 200 the client waits for is flushed only once that turn
- * ends. Times are taken before deferring; the events' data does not change afterwards.
+ * ends. Times are taken before deferring; the events' data does not change afterwards. Out of the event
+ * seam's reach, a failure is caught here: it must never become an uncaught exception of the gateway.
  */
-function deferred(): (work: () => void) => void {
+function deferred(onError: (error: unknown) => void): (work: () => void) => void {
   let queue: Array<() => void> = [];
+  let reported = false;
   const drain = () => {
     const run = queue;
     queue = [];
-    for (const work of run) work();
+    for (const work of run) {
+      try {
+        work();
+      } catch (error) {
+        if (!reported) onError(error);
+        reported = true;
+      }
+    }
   };
   return (work) => {
     if (queue.push(work) === 1) setImmediate(drain);

@@ -19,6 +19,7 @@ export interface GatewayTracing {
 export async function loadGatewayTracing(
   settings: TracingSettings,
   onExportStatus: (failing: boolean, error: string | undefined) => void,
+  onError: (error: unknown) => void,
 ): Promise<GatewayTracing> {
   const [{ startPipeline }, { connectSpanSubscriber }] = await Promise.all([
     import('./pipeline.js'),
@@ -26,7 +27,7 @@ export async function loadGatewayTracing(
   ]);
   const pipeline = await startPipeline(settings, { onExportStatus });
   return {
-    subscriber: connectSpanSubscriber(pipeline.recorder),
+    subscriber: connectSpanSubscriber(pipeline.recorder, onError),
     counts: () => pipeline.counts,
     shutdown: (timeoutMs) => pipeline.shutdown(timeoutMs),
   };

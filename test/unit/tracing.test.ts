@@ -174,6 +174,7 @@ describe('CONNECT spans from events', () => {
     const session = {
       id: 't-1',
       identity: 'agent-x',
+      destination: parseDestination('api.example.com'),
       protocol: 'HTTP/1.1',
       destAddr: '192.0.2.1',
       grant: { permissionId: 'p', signingKeyId: 'k', scopeId: '1', cached: false },
@@ -200,6 +201,38 @@ describe('CONNECT spans from events', () => {
     assert.equal(tunnel.attributes['bytes_dest_to_client'], 20);
     assert.equal(tunnel.attributes['close_cause'], 'idle_timeout');
     assert.deepEqual(hrTimeOf(1007), tunnel.startTime);
+    assert.equal(tunnel.attributes['tunnel_id'], 't-1');
+    assert.deepEqual(
+      tunnel.events.map((e) => e.name),
+      ['tunnel closed'],
+    );
+  });
+
+  test('a span that cannot be built is reported once and never escapes into the gateway', async () => {
+    const exporter = new InMemorySpanExporter();
+    const errors: unknown[] = [];
+    const recorder = new SpanRecorder(
+      new SimpleSpanProcessor({ exporter }),
+      resourceFromAttributes({}),
+      { name: 'test' },
+      new ParentBasedSampler({ root: new AlwaysOnSampler() }),
+    );
+    const subscriber = connectSpanSubscriber(recorder, (e) => errors.push(e));
+    const broken = { ...attempt(), peerAddr: undefined } as unknown as ConnectAttempt;
+    Object.defineProperty(broken, 'protocol', {
+      get() {
+        throw new Error('corrupt attempt');
+      },
+    });
+    for (let i = 0; i < 3; i++) subscriber.connectAbandoned?.({ attempt: broken, stage: 'deciding' });
+    subscriber.connectAbandoned?.({ attempt: attempt(), stage: 'deciding' });
+    await afterTurn();
+    assert.equal(errors.length, 1);
+    assert.equal(
+      exporter.getFinishedSpans().filter((s) => s.name === 'gateway CONNECT').length,
+      1,
+      'the next CONNECT is traced as usual',
+    );
   });
 });
 
