@@ -74,6 +74,7 @@ function oneTunnel(i: number): void {
   const session = {
     id: `s${i}`,
     identity: 'agent-a',
+    destination,
     protocol: 'HTTP/2',
     destAddr: '192.0.2.1',
     grant: { permissionId: 'p', signingKeyId: 'k', scopeId: '1', cached: false },
