@@ -17,7 +17,8 @@ type Gateway = Awaited<ReturnType<typeof startGateway>>;
 
 /**
  * `agent-gateway serve`: load and validate the config (exit 2 on a bad one), start the gateway
- * (exit 1 if it cannot start, e.g. registry unreachable or at the wrong schema version), re-read the
+ * (exit 1 if it cannot start, e.g. a registry at the wrong schema version; a registry that does not
+ * answer yet only makes it start unready), re-read the
  * config and the TLS certificates on SIGHUP (rate limits and certificates apply at once; a bad file is
  * logged and the old config kept), ignore SIGUSR1/SIGUSR2, and drain on SIGINT/SIGTERM within
  * server.shutdown_grace_s, then exit 0.
@@ -47,13 +48,6 @@ export async function runServe(configPath: string): Promise<number> {
   const id = workerId();
   const logger = id === undefined ? processLogger : processLogger.child({ worker_id: id });
   ignoreInterruptInWorker(logger);
-  if (loaded.config.observability.otlp_endpoint !== undefined) {
-    // Say it loudly rather than let an operator believe spans are being exported.
-    logger.warn(
-      { key: 'observability.otlp_endpoint' },
-      'OTLP export is not implemented; trace ids are logged only',
-    );
-  }
   // Installed before the slow start: SIGHUP, SIGUSR1 and SIGUSR2 must not kill the process (Node's
   // defaults) in the gap either; a SIGHUP then queues its reload behind the start.
   const signals = handleReloadAndIgnoredSignals<Gateway>({
@@ -81,14 +75,29 @@ export async function runServe(configPath: string): Promise<number> {
     return 1;
   }
   const graceMs = loaded.config.server.shutdown_grace_s * 1000;
+  let stopping = false;
   return new Promise<number>((resolve) => {
     early.onStop((signal) => {
       logger.info({ signal }, LogEvent.signalReceived);
+      if (stopping) return;
+      stopping = true;
       signals.stopping();
       gateway
         .shutdown(graceMs)
         .then(() => flushLogger(logger))
         .then(() => resolve(0));
+    });
+    // A registry that was down at start answered at the wrong schema: stop as a failed start would.
+    void gateway.fatal.then((err) => {
+      if (stopping) return;
+      stopping = true;
+      signals.stopping();
+      logger.fatal({ error: err.message }, LogEvent.registrySchemaMismatch);
+      process.stderr.write(`agent-gateway: stopping: ${err.message}\n`);
+      gateway
+        .shutdown(graceMs)
+        .then(() => flushLogger(logger))
+        .then(() => resolve(1));
     });
   });
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { OTLP_PROTOCOLS } from '../tracing/settings.js';
 
 /**
  * The configuration file's shape, defaults and per-key checks. Every table is strict: an unknown key is
@@ -75,12 +76,25 @@ export const serverSchema = z.strictObject({
    * limit is set, or each process would enforce the limits on its own (see gateway/workers.ts).
    */
   workers: positiveInt().max(MAX_WORKERS).default(1),
+  /**
+   * On SIGTERM/SIGINT, how long /readyz answers 503 before the listener closes, so that load balancers
+   * stop sending agents before connections are refused; 0 = close at once.
+   */
+  drain_delay_s: nonNegativeInt().max(300).default(5),
 });
 
 export const observabilitySchema = z.strictObject({
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
-  /** OTLP/HTTP collector base URL; tracing export is off when absent. Only http(s) makes sense here. */
+  /**
+   * OTLP collector URL: for grpc its address (`http://collector:4317`), for http/* the base URL
+   * (`/v1/traces` is added when it has no path). Absent: the OTEL_EXPORTER_OTLP_* variables, else no export.
+   */
   otlp_endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  /** OTLP transport; absent: OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL, else grpc (what the original sends). */
+  otlp_protocol: z.enum(OTLP_PROTOCOLS).optional(),
+  /** Per-identity metric series (bytes, held time, open tunnels), for at most per_identity_metrics_max. */
+  per_identity_metrics: z.boolean({ error: 'must be true or false' }).default(false),
+  per_identity_metrics_max: positiveInt().max(100_000).default(1000),
   /**
    * Refusal lines (denies, bad requests, refused connections and handshakes) written in full per source
    * address per 10 s; the rest are counted in a `denies suppressed` line. 0 = write every one.
@@ -210,7 +224,12 @@ export const adminSchema = z.strictObject({
 
 export const configSchema = z.strictObject({
   server: serverSchema,
-  observability: observabilitySchema.default({ log_level: 'info', deny_log_limit: 50 }),
+  observability: observabilitySchema.default({
+    log_level: 'info',
+    deny_log_limit: 50,
+    per_identity_metrics: false,
+    per_identity_metrics_max: 1000,
+  }),
   policy: policySchema,
   rate_limit: rateLimitSchema.default({ bytes_per_second: 0, burst_bytes: 1_048_576 }),
   egress: egressSchema.default({ allow_cidrs: [], deny_cidrs: [], connect_timeout_ms: 10_000 }),

@@ -231,6 +231,8 @@ async function startDemoGateway(
       `tls_cert_path = ${JSON.stringify(pki.serverCertPath)}`,
       `tls_key_path = ${JSON.stringify(pki.serverKeyPath)}`,
       `shutdown_grace_s = ${SHUTDOWN_GRACE_MS / 1000}`,
+      '# No load balancer in front of the demo: close the listener at once on Ctrl-C.',
+      'drain_delay_s = 0',
       '',
       '[policy]',
       `database_url_env = "${DATABASE_URL_ENV}"`,

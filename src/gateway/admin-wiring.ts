@@ -2,6 +2,7 @@ import { AdminServer } from '../admin/admin-server.js';
 import { TokenAuthority, tokenCredential } from '../admin/auth.js';
 import { healthRoutes } from '../admin/health-routes.js';
 import { limitRoutes, type QuotaSource } from '../admin/limit-routes.js';
+import { type MetricsSource, metricsRoutes } from '../admin/metrics-routes.js';
 import { type TunnelControl, type TunnelSelector, tunnelRoutes } from '../admin/tunnel-routes.js';
 import type { SharedBudgets } from '../budget/shared-budgets.js';
 import { parseListenAddr } from '../config/listen-addr.js';
@@ -17,7 +18,7 @@ import type { GatewayStatus } from './status.js';
 /**
  * Starts the admin listener when `[admin] listen_addr` is set: health and readiness for probes, the
  * tunnel list and the kill switch for operators, the event feed (`/v1/events`) and the limits in force
- * (`/v1/limits`) that `agent-gateway dashboard` reads (issue 14 adds /metrics through `AdminServer.add`).
+ * (`/v1/limits`) that `agent-gateway dashboard` reads, and /metrics for Prometheus.
  * Returns undefined when it is off.
  */
 export async function startAdmin(deps: {
@@ -30,6 +31,8 @@ export async function startAdmin(deps: {
   readonly rateLimits: () => RateLimitSettings;
   /** Shared budgets, when configured: quotas for the dashboard's bandwidth view. */
   readonly budgets?: Pick<SharedBudgets, 'quotaFor'> | undefined;
+  /** /metrics (gateway/telemetry-wiring.ts builds it whenever the admin listener is configured). */
+  readonly metrics: MetricsSource | undefined;
 }): Promise<AdminServer | undefined> {
   const { admin } = deps.loaded.config;
   const tokens = deps.loaded.adminTokens;
@@ -57,6 +60,7 @@ export async function startAdmin(deps: {
     ...tunnelRoutes(tunnelControl(deps.tunnels, deps.events)),
     ...limitRoutes(deps.rateLimits, quotaSource(deps)),
   );
+  if (deps.metrics !== undefined) server.add(...metricsRoutes(deps.metrics));
   // Loaded only with the admin listener on: a gateway without one carries no feed code or ring.
   const { EventFeed } = await import('../eventfeed/feed.js');
   const feed = new EventFeed(deps.events);

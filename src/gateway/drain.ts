@@ -13,17 +13,25 @@ export interface DrainDeps {
   readonly tunnels: OpenTunnels;
   /** Everything else to stop after the tunnels (live check, admin listener, limiter, registry, logs). */
   readonly stop: ReadonlyArray<() => void | Promise<void>>;
+  /** server.drain_delay_s in ms: how long readiness is false before the listener closes. */
+  readonly drainDelayMs: number;
 }
 
 /**
- * SIGINT/SIGTERM: readiness goes false, the listener closes, HTTP/2 sessions get GOAWAY, connections that
- * never asked for a tunnel are dropped; open tunnels may finish within `graceMs`, then the rest are cut.
+ * SIGINT/SIGTERM: readiness goes false; after `drainDelayMs` (load balancers notice the 503 and stop
+ * sending agents, which are still served meanwhile) the listener closes, HTTP/2 sessions get GOAWAY,
+ * connections that never asked for a tunnel are dropped; open tunnels may finish within `graceMs`, then
+ * the rest are cut.
  */
 export async function drain(deps: DrainDeps, graceMs: number): Promise<void> {
   const { logger, status, fronts, tunnels } = deps;
-  logger.info({ open_tunnels: tunnels.size, grace_ms: graceMs }, LogEvent.shutdownStarted);
+  logger.info(
+    { open_tunnels: tunnels.size, grace_ms: graceMs, drain_delay_ms: deps.drainDelayMs },
+    LogEvent.shutdownStarted,
+  );
   // Readiness goes false first, so a load balancer stops sending agents before the listener closes.
   status.draining = true;
+  if (deps.drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, deps.drainDelayMs));
   fronts.server.close();
   status.listening = false;
   fronts.http2.closeSessions();

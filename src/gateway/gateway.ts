@@ -24,12 +24,15 @@ import { ownAddresses, protectedEndpoints } from './own-addresses.js';
 import { openRegistrySide } from './registry-wiring.js';
 import { applyReload } from './reload.js';
 import { GatewayStatus } from './status.js';
+import { startTelemetry } from './telemetry-wiring.js';
 import { isWorker } from './workers.js';
 
 export interface GatewayOptions {
   readonly logger: Logger;
   /** Replaces DNS in tests. */
   readonly lookup?: LookupFn;
+  /** The OTEL_* variables (the process environment by default). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export interface RunningGateway {
@@ -44,6 +47,11 @@ export interface RunningGateway {
    * logged as ignored. A certificate that does not load changes nothing.
    */
   reload(next: LoadedConfig): Promise<void>;
+  /**
+   * Resolves if the gateway must stop: a registry that was down at start answered at the wrong schema
+   * (or refused the gateway's credentials). The caller shuts down and exits 1.
+   */
+  readonly fatal: Promise<Error>;
 }
 
 /**
@@ -64,7 +72,11 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   );
   const audit = auditLogSubscriber(logger, { refusalsPerSource: config.observability.deny_log_limit });
   events.subscribe(audit);
-  const registry = await openRegistrySide(loaded, events, options.lookup);
+  const telemetry = await startTelemetry({ loaded, events, logger, env: options.env ?? process.env });
+  const registry = await openRegistrySide(loaded, events, options.lookup).catch(async (err: unknown) => {
+    await telemetry.stop();
+    throw err;
+  });
   const { policy } = registry;
   const status = new GatewayStatus(registry.health);
 
@@ -110,9 +122,17 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
   const reusePort = config.server.reuse_port && !(isWorker() && listen.port === 0);
   const address = await listenOn(server, { ...listen, reusePort });
   server.on('error', (err) => logger.error({ error: err.message }, LogEvent.listenerError));
-  const live = startLiveAuthorization({ databaseUrl: loaded.databaseUrl, config, policy, tunnels, events });
+  const live = startLiveAuthorization({
+    databaseUrl: loaded.databaseUrl,
+    config,
+    policy,
+    tunnels,
+    events,
+    health: registry.health,
+  });
   status.attachLiveCheck(live.check);
   status.listening = true;
+  telemetry.attach({ tunnels, registry, live: live.check, status });
   // What is in force: the config the gateway started with, with what SIGHUP has applied since.
   let running = config;
   let admin: Awaited<ReturnType<typeof startAdmin>>;
@@ -125,21 +145,26 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
       logger,
       rateLimits: () => rateLimitSettings(running.rate_limit),
       budgets,
+      metrics: telemetry.metrics,
     });
   } catch (err) {
     server.close();
     await live.stop();
     await budgets?.stop();
     await registry.close(1);
+    await telemetry.stop();
     throw err;
   }
-  // Only now is the port known (listen_addr may say 0); no CONNECT has been decided yet.
-  guard.protect(
-    protectedEndpoints({
-      ownAddresses: own,
-      listener: { host: listen.host, port: address.port },
-      registry: registry.endpoints,
-    }),
+  // Only now is the port known (listen_addr may say 0). Until the registry is protected too (and its
+  // schema verified, which may be later if it was down at start), no CONNECT is decided.
+  registry.admit((endpoints) =>
+    guard.protect(
+      protectedEndpoints({
+        ownAddresses: own,
+        listener: { host: listen.host, port: address.port },
+        registry: endpoints,
+      }),
+    ),
   );
   logger.info(
     {
@@ -167,8 +192,10 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
             () => limiter.stop(),
             () => budgets?.stop(),
             () => registry.close(2),
+            () => telemetry.stop(),
             () => audit.flush(),
           ],
+          drainDelayMs: config.server.drain_delay_s * 1000,
         },
         graceMs,
       );
@@ -178,5 +205,6 @@ export async function startGateway(loaded: LoadedConfig, options: GatewayOptions
       const adminTls = admin?.certificate !== undefined ? admin : undefined;
       running = await applyReload(running, next, { limiter, logger, server: fronts, admin: adminTls });
     },
+    fatal: registry.fatal,
   };
 }

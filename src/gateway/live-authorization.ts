@@ -3,6 +3,7 @@ import { LiveCheck } from '../livecheck/live-check.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import type { OpenTunnels } from '../proxy/open-tunnels.js';
 import { RegistryChangeListener } from '../registry/change-listener.js';
+import type { RegistryHealth } from '../registry/registry-health.js';
 import type { GatewayEvents } from '../session/events.js';
 
 /** How often the listener's connection proves it is alive (and a missing extension is looked for again). */
@@ -24,11 +25,18 @@ export function startLiveAuthorization(deps: {
   readonly policy: PolicyEngine;
   readonly tunnels: OpenTunnels;
   readonly events: GatewayEvents;
+  /** The listener's heartbeat also tells the registry's health (so readiness follows it without traffic). */
+  readonly health?: RegistryHealth;
 }): LiveAuthorization {
   const { config } = deps;
   let check: LiveCheck | undefined;
   const listener = new RegistryChangeListener(
-    { databaseUrl: deps.databaseUrl, policy: config.policy, heartbeatMs: LISTENER_HEARTBEAT_MS },
+    {
+      databaseUrl: deps.databaseUrl,
+      policy: config.policy,
+      heartbeatMs: LISTENER_HEARTBEAT_MS,
+      ...(deps.health ? { observer: deps.health } : {}),
+    },
     {
       changed: () => check?.changed(),
       listening: () => check?.listening(),

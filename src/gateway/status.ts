@@ -27,10 +27,12 @@ export class GatewayStatus {
       { name: 'draining', ok: !this.draining, detail: this.draining ? 'shutting down' : 'not shutting down' },
       {
         name: 'registry',
-        ok: this.registry.isAvailable,
-        detail: this.registry.isAvailable
-          ? 'answering'
-          : `unavailable: ${this.registry.error ?? 'no answer'}`,
+        ok: this.registry.isReady,
+        detail: this.registry.isReady
+          ? 'answering at the schema this gateway reads'
+          : this.registry.isAvailable
+            ? 'answering; its schema is being checked'
+            : `unavailable: ${this.registry.error ?? 'no answer'}`,
       },
       {
         name: 'live_check',

@@ -64,6 +64,15 @@ export const LogEvent = {
   /** server.workers > 1: the primary started a worker process, or one exited. */
   workerStarted: 'worker started',
   workerExited: 'worker exited',
+  /** Spans are exported over OTLP (endpoint, protocol). */
+  traceExportEnabled: 'trace export enabled',
+  /** OTLP exports fail (collector down, refusing); spans queue up to the bound, then are dropped. */
+  traceExportFailing: 'trace export failing',
+  traceExportRecovered: 'trace export recovered',
+  /** An OTEL_* environment variable had a value the gateway cannot use; it was ignored. */
+  traceSettingIgnored: 'trace setting ignored',
+  /** The registry answers, but at a schema this gateway does not read: it stops (exit 1). */
+  registrySchemaMismatch: 'registry schema mismatch',
 } as const;
 
 export type LogEventName = (typeof LogEvent)[keyof typeof LogEvent];

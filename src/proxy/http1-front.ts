@@ -4,7 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayEvents } from '../session/events.js';
-import { parseTraceparent } from '../tracecontext/traceparent.js';
+import { parseTraceContext } from '../tracecontext/traceparent.js';
 import { newAttempt } from './connect-attempt.js';
 import { abandonTunnel, type ConnectFlowDeps, reject, runConnectFlow } from './connect-flow.js';
 import { type ConnectionInfo, connectionInfoOf, markBusy, markIdle } from './connection-info.js';
@@ -108,7 +108,12 @@ async function handleConnect(
   // Until the tunnel owns the socket, a client error must not become an unhandled 'error' event.
   const onEarlyError = () => socket.destroy();
   socket.on('error', onEarlyError);
-  const attempt = newAttempt(info, 'HTTP/1.1', req.url ?? '', parseTraceparent(req.headers['traceparent']));
+  const attempt = newAttempt(
+    info,
+    'HTTP/1.1',
+    req.url ?? '',
+    parseTraceContext(req.headers['traceparent'], req.headers['tracestate']),
+  );
   try {
     const outcome = await runConnectFlow(options.flow, { attempt, cancelled: () => socket.destroyed });
     if (outcome.kind === 'cancelled') return;

@@ -11,7 +11,7 @@ import type { TLSSocket } from 'node:tls';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { GatewayEvents } from '../session/events.js';
-import { parseTraceparent } from '../tracecontext/traceparent.js';
+import { parseTraceContext } from '../tracecontext/traceparent.js';
 import { newAttempt } from './connect-attempt.js';
 import { abandonTunnel, type ConnectFlowDeps, reject, runConnectFlow } from './connect-flow.js';
 import { type ConnectionInfo, connectionInfoOf, markBusy, markIdle } from './connection-info.js';
@@ -174,7 +174,7 @@ async function handleStream(
     info,
     'HTTP/2',
     headers[':authority'] ?? '',
-    parseTraceparent(headers['traceparent']),
+    parseTraceContext(headers['traceparent'], headers['tracestate']),
   );
   const method = headers[':method'];
   if (method !== 'CONNECT') {

@@ -3,6 +3,7 @@ import type { PolicyConfig } from '../config/schema.js';
 import { type Clock, systemClock, type TimerHandle } from '../time/clock.js';
 import { reconnectBackoff } from './connect.js';
 import { readExtensionVersion } from './migrate.js';
+import type { GateObserver } from './query-gate.js';
 
 /** The channel the extension's triggers notify (migrations/extension/0001_live_authorization.sql). */
 export const REGISTRY_CHANGED_CHANNEL = 'agent_gateway_registry_changed';
@@ -32,6 +33,11 @@ export interface ChangeListenerOptions {
   /** How often the listener's connection must prove it is alive (and the extension is checked for). */
   readonly heartbeatMs: number;
   readonly clock?: Clock;
+  /**
+   * Told how each of the listener's own queries went (the registry's health): its heartbeat is what
+   * notices an outage, and the end of one, while no CONNECT is being decided.
+   */
+  readonly observer?: GateObserver;
 }
 
 /**
@@ -100,10 +106,12 @@ export class RegistryChangeListener {
   private async connect(): Promise<void> {
     if (this.stopped || this.connecting) return;
     this.connecting = true;
+    const startedAt = this.clock.now();
     try {
       this.sql ??= this.open();
       const sql = this.sql;
       const version = await this.withDeadline(readExtensionVersion(sql));
+      this.options.observer?.settled(true, undefined, this.clock.now() - startedAt);
       if (version < 1) {
         this.set({
           listening: false,
@@ -115,6 +123,7 @@ export class RegistryChangeListener {
         this.set({ listening: true, extensionVersion: version, detail: 'listening' });
       }
     } catch (err) {
+      this.options.observer?.settled(false, err, this.clock.now() - startedAt);
       this.lost(`cannot LISTEN on the registry: ${(err as Error).message}`);
     } finally {
       this.connecting = false;
@@ -138,10 +147,13 @@ export class RegistryChangeListener {
       await this.connect();
       return;
     }
+    const startedAt = this.clock.now();
     try {
       await this.withDeadline(this.sql!.unsafe('SELECT 1'));
+      this.options.observer?.settled(true, undefined, this.clock.now() - startedAt);
       this.schedule();
     } catch (err) {
+      this.options.observer?.settled(false, err, this.clock.now() - startedAt);
       // Dead without a reset (or just slow): drop that connection; the next one LISTENs afresh.
       const sql = this.sql;
       this.sql = undefined;

@@ -34,6 +34,8 @@ export class QueryGate {
   private inFlight = 0;
   private readonly waiting: Waiter[] = [];
   private head = 0;
+  /** While set, every query is refused at once with this reason (see suspend()). */
+  private suspended: string | undefined;
 
   constructor(
     private readonly maxInFlight: number,
@@ -41,13 +43,36 @@ export class QueryGate {
     private readonly clock: Clock = systemClock,
   ) {}
 
-  /** Queries started and not yet settled (for tests and diagnostics). */
+  /** Queries started and not yet settled (for tests, diagnostics and the pool metrics). */
   get busy(): number {
     return this.inFlight;
   }
 
+  /** Queries waiting for a slot now (the pool metrics). */
+  get queued(): number {
+    let n = 0;
+    for (let i = this.head; i < this.waiting.length; i++) if (!this.waiting[i]!.done) n++;
+    return n;
+  }
+
+  /**
+   * Refuses every query at once (an error result with `reason`, no query sent) until resume(): the
+   * gateway does this until it has checked that the registry is at the schema it reads, so that no
+   * decision is ever made on rows of a schema it has not verified.
+   */
+  suspend(reason: string): void {
+    this.suspended = reason;
+  }
+
+  resume(): void {
+    this.suspended = undefined;
+  }
+
   /** Runs `start()` (which must issue exactly one query) within `deadlineMs`, counting from now. */
   run<T>(start: () => Promise<T>, deadlineMs: number): Promise<GatedResult<T>> {
+    if (this.suspended !== undefined) {
+      return Promise.resolve({ ok: false, kind: 'error', error: new Error(this.suspended) });
+    }
     return new Promise((resolve) => {
       let finished = false;
       let pending: Promise<T> | undefined;

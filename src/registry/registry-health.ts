@@ -8,11 +8,26 @@ import type { GateObserver } from './query-gate.js';
 export class RegistryHealth implements GateObserver {
   private available = true;
   private lastError: string | undefined;
+  private schemaVerified = false;
 
   constructor(private readonly onChange: (available: boolean, error: string | undefined) => void) {}
 
   get isAvailable(): boolean {
     return this.available;
+  }
+
+  /** The registry answers and was found at the schema this gateway reads: CONNECTs can be decided. */
+  get isReady(): boolean {
+    return this.available && this.schemaVerified;
+  }
+
+  get isVerified(): boolean {
+    return this.schemaVerified;
+  }
+
+  /** The schema check passed (gateway/registry-wiring.ts); from now on only availability changes. */
+  verified(): void {
+    this.schemaVerified = true;
   }
 
   get error(): string | undefined {
@@ -31,7 +46,7 @@ export class RegistryHealth implements GateObserver {
     // A query the registry refused on its own terms (bad input, a constraint) says nothing about whether
     // it is reachable; connection failures and timeouts do.
     if (!isOutage(error)) return;
-    this.lastError = describe(error);
+    this.lastError = describeRegistryError(error);
     if (this.available) {
       this.available = false;
       this.onChange(false, this.lastError);
@@ -39,8 +54,11 @@ export class RegistryHealth implements GateObserver {
   }
 }
 
-/** Connection-level failures (driver codes, socket errors) and timeouts, as opposed to SQL errors. */
-function isOutage(error: unknown): boolean {
+/**
+ * Connection-level failures (driver codes, socket errors, DNS) and timeouts, as opposed to SQL errors
+ * (a refused password, a missing grant), which waiting does not cure.
+ */
+export function isOutage(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return true;
   // SQLSTATE class 08 (connection exception), 57P0x (shutdown, crash), 57014 (statement timeout/cancel),
@@ -51,7 +69,7 @@ function isOutage(error: unknown): boolean {
   return !/^[0-9A-Z]{5}$/.test(code);
 }
 
-function describe(error: unknown): string {
+export function describeRegistryError(error: unknown): string {
   const e = error as { message?: unknown; code?: unknown } | null;
   const message = typeof e?.message === 'string' ? e.message : String(error);
   return `${message}${typeof e?.code === 'string' ? ` (${e.code})` : ''}`.slice(0, 300);

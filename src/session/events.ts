@@ -1,6 +1,7 @@
 import type { Destination } from '../destination/normalize.js';
 import type { TraceContext } from '../tracecontext/traceparent.js';
 import type { TunnelCloseCause } from '../tunnel/tunnel.js';
+import { EventSeam, type Subscriber } from './event-seam.js';
 import type { TunnelProtocol, TunnelSession } from './tunnel-session.js';
 
 export type { TunnelCloseCause };
@@ -9,7 +10,7 @@ export type { TunnelCloseCause };
  * The gateway's one publish seam. Every transition of a connection, a CONNECT and a tunnel is published
  * here exactly once, as a typed event; the audit log is its first subscriber, and metrics, traces and the
  * dashboard subscribe the same way. The data path knows nothing about any of them (undici's diagnostics
- * channels are the model), and a failing subscriber cannot break it.
+ * channels are the model), and a failing subscriber cannot break it (session/event-seam.ts).
  */
 
 /** A TLS client as the listener saw it, before any identity is known. */
@@ -173,6 +174,12 @@ export interface OperatorAction {
   readonly result: Readonly<Record<string, string | number>>;
 }
 
+/** One registry query settled (the query gate's observer): for the registry query metrics. */
+export interface RegistryQuery {
+  readonly outcome: 'ok' | 'error' | 'timeout';
+  readonly durationMs: number;
+}
+
 /** Which shared bucket a lease is drawn from: an identity's upload or download, or the all-identity one. */
 export type BudgetBucketName = 'upload' | 'download' | 'total';
 
@@ -220,6 +227,7 @@ export interface GatewayEventMap {
   tunnelThrottled: TunnelThrottled;
   tunnelClosed: TunnelClosed;
   registryStatus: RegistryStatus;
+  registryQuery: RegistryQuery;
   liveCheckStatus: LiveCheckStatus;
   operatorAction: OperatorAction;
   budgetLease: BudgetLease;
@@ -230,79 +238,7 @@ export interface GatewayEventMap {
 export type GatewayEventName = keyof GatewayEventMap;
 
 /** A subscriber handles any subset of the events. */
-export type GatewaySubscriber = { readonly [K in GatewayEventName]?: (event: GatewayEventMap[K]) => void };
+export type GatewaySubscriber = Subscriber<GatewayEventMap>;
 
-type HandlerLists = { [K in GatewayEventName]: Array<(event: GatewayEventMap[K]) => void> };
-
-/**
- * Synchronous fan-out: a handler runs inside the transition that published it, so a log line is written
- * in the same turn as the event (the audit trail's order is the gateway's order). A handler that throws
- * is reported once through `onSubscriberError` and otherwise ignored: observability must never take a
- * tunnel down, and the gateway never allows anything because a subscriber failed (events are published
- * after the decision).
- */
-export class GatewayEvents {
-  readonly #handlers: HandlerLists = {
-    handshakeCompleted: [],
-    handshakeFailed: [],
-    connectionRefused: [],
-    connectionIdle: [],
-    connectRejected: [],
-    connectAbandoned: [],
-    tunnelOpened: [],
-    tunnelThrottled: [],
-    tunnelClosed: [],
-    registryStatus: [],
-    liveCheckStatus: [],
-    operatorAction: [],
-    budgetLease: [],
-    quotaExhausted: [],
-    budgetStoreStatus: [],
-  };
-  readonly #reported = new WeakSet<object>();
-
-  constructor(
-    private readonly onSubscriberError: (error: unknown, event: GatewayEventName) => void = () => {},
-  ) {}
-
-  /** Adds a subscriber; the returned function removes it. */
-  subscribe(subscriber: GatewaySubscriber): () => void {
-    const added: Array<[GatewayEventName, (event: never) => void]> = [];
-    for (const name of Object.keys(this.#handlers) as GatewayEventName[]) {
-      const handler = subscriber[name] as ((event: never) => void) | undefined;
-      if (handler === undefined) continue;
-      const bound = this.guard(subscriber, name, handler.bind(subscriber));
-      (this.#handlers[name] as Array<(event: never) => void>).push(bound);
-      added.push([name, bound]);
-    }
-    return () => {
-      for (const [name, bound] of added) {
-        const list = this.#handlers[name] as Array<(event: never) => void>;
-        const at = list.indexOf(bound);
-        if (at >= 0) list.splice(at, 1);
-      }
-    };
-  }
-
-  /** Whether anyone listens for `name` (so a publisher can skip building an expensive payload). */
-  has(name: GatewayEventName): boolean {
-    return this.#handlers[name].length > 0;
-  }
-
-  emit<K extends GatewayEventName>(name: K, event: GatewayEventMap[K]): void {
-    const list = this.#handlers[name];
-    for (let i = 0; i < list.length; i++) list[i]!(event);
-  }
-
-  private guard(subscriber: object, name: GatewayEventName, handler: (event: never) => void) {
-    return (event: never): void => {
-      try {
-        handler(event);
-      } catch (error) {
-        if (this.#reported.has(subscriber)) return;
-        this.#reported.add(subscriber);
-        this.onSubscriberError(error, name);
-      }
-    };
-  }
-}
+/** The gateway's seam (see EventSeam): the audit log, metrics and traces subscribe to it. */
+export class GatewayEvents extends EventSeam<GatewayEventMap> {}

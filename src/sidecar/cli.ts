@@ -36,6 +36,10 @@ export interface SidecarFlags {
   readonly proxyAuthEnv?: string;
   readonly logLevel?: string;
   readonly shutdownGraceS?: string;
+  readonly adminListen?: string;
+  readonly adminTokenEnv?: string;
+  readonly otlpEndpoint?: string;
+  readonly otlpProtocol?: string;
 }
 
 /** Adds `agent-gateway sidecar` to the CLI. */
@@ -88,6 +92,19 @@ export function registerSidecarCommand(program: Command): void {
     )
     .option('--log-level <level>', 'trace, debug, info, warn, error or fatal (default info)')
     .option('--shutdown-grace-s <seconds>', 'on SIGTERM, how long open tunnels may finish (default 10)')
+    .option(
+      '--admin-listen <host:port>',
+      'loopback address serving /metrics (token) and /healthz (sidecar.admin_listen_addr)',
+    )
+    .option(
+      '--admin-token-env <VAR>',
+      'environment variable holding the /metrics bearer token (default AGENT_GATEWAY_SIDECAR_ADMIN_TOKEN)',
+    )
+    .option('--otlp-endpoint <url>', "OTLP collector for the sidecar's spans (sidecar.otlp_endpoint)")
+    .option(
+      '--otlp-protocol <protocol>',
+      'grpc (default), http/protobuf or http/json (sidecar.otlp_protocol)',
+    )
     // Exit explicitly once drained and logs are flushed: a local client that never closes its side of a
     // refused connection must not keep the process alive after shutdown.
     .action(async (flags: SidecarFlags) => process.exit(await runSidecar(flags)));
@@ -253,6 +270,10 @@ function overridesFrom(flags: SidecarFlags): Record<string, unknown> {
     unix_socket_mode: flags.unixSocketMode,
     proxy_auth_env: flags.proxyAuthEnv,
     log_level: flags.logLevel,
+    admin_listen_addr: flags.adminListen,
+    admin_token_env: flags.adminTokenEnv,
+    otlp_endpoint: flags.otlpEndpoint,
+    otlp_protocol: flags.otlpProtocol,
     // Numbers arrive as text; a non-number stays text so the schema can say what is wrong with it.
     shutdown_grace_s: /^[0-9]+$/.test(flags.shutdownGraceS ?? '')
       ? Number(flags.shutdownGraceS)

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { token } from '../config/admin-settings.js';
 import { ConfigError, formatKeyPath, unknownKeyProblem } from '../config/errors.js';
 import { type ListenAddr, ListenAddrError, parseListenAddr } from '../config/listen-addr.js';
 import { issueToProblems } from '../config/zod-problems.js';
@@ -7,6 +8,12 @@ import { type Destination, DestinationError, parseDestination } from '../destina
 import { encodeOidContent, OidError } from '../identity/oid.js';
 import { isPkcs11Uri } from '../pkcs11/uri.js';
 import { DEFAULT_IDENTITY_EXTENSION_OID } from '../pki/identity-extension.js';
+import {
+  OTLP_PROTOCOLS,
+  type OtlpProtocol,
+  type ResolvedTracing,
+  resolveTracing,
+} from '../tracing/settings.js';
 import { resolveTokenKey, type TokenKeyConfig } from './key-config.js';
 
 /**
@@ -72,6 +79,13 @@ export const sidecarSchema = z.strictObject({
   /** Ceiling of the exponential backoff between failed attempts to reach the gateway. */
   reconnect_max_ms: positiveInt().default(5000),
   tunnel_idle_timeout_s: positiveInt().default(900),
+  /** Loopback address of the sidecar's own /metrics and /healthz; unset = none. */
+  admin_listen_addr: z.string().min(1).optional(),
+  /** Variable holding the bearer token /metrics needs (at least 24 characters). */
+  admin_token_env: envName().default('AGENT_GATEWAY_SIDECAR_ADMIN_TOKEN'),
+  /** OTLP collector for the sidecar's spans; unset = the OTEL_EXPORTER_OTLP_* variables, else none. */
+  otlp_endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  otlp_protocol: z.enum(OTLP_PROTOCOLS).optional(),
 });
 
 type SidecarKey = keyof typeof sidecarSchema.shape;
@@ -96,7 +110,14 @@ export const FLAG_OF_KEY: Readonly<Partial<Record<SidecarKey, string>>> = {
   proxy_auth_env: '--proxy-auth-env',
   log_level: '--log-level',
   shutdown_grace_s: '--shutdown-grace-s',
+  admin_listen_addr: '--admin-listen',
+  admin_token_env: '--admin-token-env',
+  otlp_endpoint: '--otlp-endpoint',
+  otlp_protocol: '--otlp-protocol',
 };
+
+/** The service.name of the sidecar's spans. */
+export const SIDECAR_SERVICE_NAME = 'agent_gateway_sidecar';
 
 export interface ProxyCredential {
   readonly user: string;
@@ -125,6 +146,10 @@ export interface SidecarConfig {
   readonly keepaliveTimeoutMs: number;
   readonly reconnectMaxMs: number;
   readonly tunnelIdleTimeoutMs: number;
+  /** The sidecar's own /metrics listener (loopback only, token-protected); undefined = none. */
+  readonly admin: { readonly listen: ListenAddr; readonly token: string } | undefined;
+  /** Span export, from the otlp_* keys and the OTEL_* variables. */
+  readonly tracing: ResolvedTracing;
 }
 
 export interface SidecarConfigInput {
@@ -217,6 +242,7 @@ export function resolveSidecarConfig(input: SidecarConfigInput): SidecarConfig {
       `${label('key_passphrase_env')}: environment variable ${passphraseEnv} is not set or is empty`,
     );
   }
+  const admin = adminListener(text('admin_listen_addr'), text('admin_token_env'), input.env, label, problems);
   if (!parsed.success || problems.length > 0 || gateway === undefined || identityOidContent === undefined) {
     throw new ConfigError(problems, input.source);
   }
@@ -245,7 +271,44 @@ export function resolveSidecarConfig(input: SidecarConfigInput): SidecarConfig {
     keepaliveTimeoutMs: c.keepalive_timeout_s * 1000,
     reconnectMaxMs: c.reconnect_max_ms,
     tunnelIdleTimeoutMs: c.tunnel_idle_timeout_s * 1000,
+    admin,
+    tracing: resolveTracing(
+      {
+        endpoint: c.otlp_endpoint,
+        protocol: c.otlp_protocol as OtlpProtocol | undefined,
+        serviceName: SIDECAR_SERVICE_NAME,
+      },
+      input.env,
+    ),
   };
+}
+
+/**
+ * The sidecar's admin listener: loopback only (it has no TLS of its own, and /metrics is for the
+ * machine's own Prometheus agent), and a token from the environment, checked like the gateway's.
+ */
+function adminListener(
+  listenText: string | undefined,
+  tokenEnv: string | undefined,
+  env: NodeJS.ProcessEnv,
+  label: (key: string) => string,
+  problems: string[],
+): SidecarConfig['admin'] {
+  if (listenText === undefined) return undefined;
+  const listen = attempt(problems, label('admin_listen_addr'), () => parseListenAddr(listenText));
+  if (listen !== undefined && !isLoopbackHost(listen.host)) {
+    problems.push(
+      `${label('admin_listen_addr')}: ${listen.host} is not a loopback address; the sidecar's admin listener ` +
+        'serves plain HTTP on 127.0.0.1 or [::1] only',
+    );
+  }
+  const value = token(
+    tokenEnv ?? 'AGENT_GATEWAY_SIDECAR_ADMIN_TOKEN',
+    label('admin_token_env'),
+    env,
+    (key, message) => problems.push(`${key}: ${message}`),
+  );
+  return listen === undefined || value === undefined ? undefined : { listen, token: value };
 }
 
 /** 127.0.0.0/8, ::1 and the name localhost: the addresses only this machine can reach. */

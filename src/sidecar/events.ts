@@ -31,6 +31,14 @@ export const SidecarEvent = {
   shutdownStarted: 'shutdown started',
   shutdownComplete: 'shutdown complete',
   startupFailed: 'startup failed',
+  /** The sidecar's /metrics and /healthz listener is up. */
+  adminListening: 'admin listening',
+  traceExportEnabled: 'trace export enabled',
+  traceExportFailing: 'trace export failing',
+  traceExportRecovered: 'trace export recovered',
+  traceSettingIgnored: 'trace setting ignored',
+  /** A subscriber of the sidecar's tunnel events (metrics, spans) failed; the tunnel is unaffected. */
+  internalError: 'internal error',
 } as const;
 
 export type SidecarEventName = (typeof SidecarEvent)[keyof typeof SidecarEvent];

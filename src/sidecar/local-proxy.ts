@@ -10,7 +10,8 @@ import type { GatewayConnection, TunnelRequestResult } from './gateway-connectio
 import { answerAndClose, readBounded, sidecarMessage, TUNNEL_ESTABLISHED } from './local-responses.js';
 import type { LocalTunnels, TunnelFields } from './local-tunnels.js';
 import { PROXY_AUTH_CHALLENGE } from './proxy-auth.js';
-import { startTunnelTrace } from './trace.js';
+import { startTunnelTrace, type TunnelTrace, traceHeaders } from './trace.js';
+import type { SidecarEvents } from './tunnel-events.js';
 
 export interface LocalProxyDeps {
   readonly gateway: GatewayConnection;
@@ -20,6 +21,8 @@ export interface LocalProxyDeps {
   /** The agent identity from our certificate, for log lines (the gateway decides on its own reading). */
   readonly identity: string | null;
   readonly logger: Logger;
+  /** Where tunnel outcomes are published for metrics and spans (tunnel-events.ts). */
+  readonly events?: SidecarEvents;
 }
 
 /**
@@ -72,7 +75,10 @@ async function handleConnect(deps: LocalProxyDeps, req: IncomingMessage, socket:
   deps.logger.info({ ...outcome.fields, status: 200 }, SidecarEvent.tunnelOpened);
   // Bytes the client sent after its CONNECT head, in the head's chunk or while it waited, come first.
   const pipelined = early.length === 0 ? head : Buffer.concat([head, early]);
-  deps.tunnels.relay(socket, outcome.stream, pipelined, outcome.fields);
+  const { trace, openedAt } = outcome;
+  deps.tunnels.relay(socket, outcome.stream, pipelined, outcome.fields, (ended) =>
+    deps.events?.emit('tunnelEnded', { trace, openedAt, ...ended }),
+  );
 }
 
 async function handleRequest(deps: LocalProxyDeps, req: IncomingMessage, res: ServerResponse) {
@@ -98,7 +104,7 @@ async function handleRequest(deps: LocalProxyDeps, req: IncomingMessage, res: Se
     reply(res, outcome.status, outcome.body, outcome.headers);
     return;
   }
-  const { stream, fields } = outcome;
+  const { stream, fields, trace, openedAt } = outcome;
   deps.logger.info({ ...fields, status: 200 }, SidecarEvent.tunnelOpened);
   const started = Date.now();
   const untrack = deps.tunnels.track(() => {
@@ -110,6 +116,13 @@ async function handleRequest(deps: LocalProxyDeps, req: IncomingMessage, res: Se
   const forwarded = await forwardOverTunnel(req, res, url as URL, stream);
   untrack();
   if (!stream.destroyed) stream.close();
+  deps.events?.emit('tunnelEnded', {
+    trace,
+    openedAt,
+    bytesClientToDest: forwarded.bytesClientToDest,
+    bytesDestToClient: forwarded.bytesDestToClient,
+    cause: forwarded.error === undefined ? 'completed' : 'http_forward_failed',
+  });
   deps.logger.info(
     {
       ...fields,
@@ -127,7 +140,13 @@ async function handleRequest(deps: LocalProxyDeps, req: IncomingMessage, res: Se
 type Target = { readonly authority: string } | { readonly problem: string };
 
 type TunnelOutcome =
-  | { readonly kind: 'opened'; readonly stream: ClientHttp2Stream; readonly fields: TunnelFields }
+  | {
+      readonly kind: 'opened';
+      readonly stream: ClientHttp2Stream;
+      readonly fields: TunnelFields;
+      readonly trace: TunnelTrace;
+      readonly openedAt: number;
+    }
   /** The local client left before the tunnel was established; the gateway's CONNECT was cancelled. */
   | { readonly kind: 'departed' }
   | {
@@ -164,7 +183,7 @@ async function openTunnel(
     refuseLocally(deps, client, req, 400, wanted.problem);
     return { kind: 'refused', status: 400, body: sidecarMessage(wanted.problem) };
   }
-  const trace = startTunnelTrace(req.headers['traceparent']);
+  const trace = startTunnelTrace(req.headers['traceparent'], req.headers['tracestate']);
   const fields: TunnelFields = {
     source_identity: deps.identity ?? undefined,
     client_addr: client,
@@ -173,19 +192,56 @@ async function openTunnel(
     trace_id: trace.traceId,
     span_id: trace.spanId,
   };
-  const result = await deps.gateway.request(wanted.authority, { traceparent: trace.header }, watch.signal);
-  if (result.kind === 'cancelled' || watch.departed) return abandoned(deps, fields, result);
-  if (result.kind === 'answered' && result.status === 200)
-    return { kind: 'opened', stream: result.stream, fields };
+  const startedAt = performance.now();
+  const result = await deps.gateway.request(wanted.authority, traceHeaders(trace), watch.signal);
+  const answered = (status: number) =>
+    deps.events?.emit('tunnelAnswered', {
+      trace,
+      authority: wanted.authority,
+      kind: extraFields['kind'] === 'http' ? 'http' : 'connect',
+      identity: deps.identity,
+      startedAt,
+      status,
+      answeredBy: result.kind === 'failed' ? 'sidecar' : 'gateway',
+    });
+  const left = () => abandoned(deps, fields, result, answered, trace);
+  if (result.kind === 'cancelled' || watch.departed) return left();
+  if (result.kind === 'answered' && result.status === 200) {
+    answered(200);
+    return { kind: 'opened', stream: result.stream, fields, trace, openedAt: performance.now() };
+  }
   const { status, body } = await refusal(result);
-  if (watch.departed) return abandoned(deps, fields, result);
+  if (watch.departed) return left();
+  answered(status);
   deps.logger.info({ ...fields, status, reason: reasonOf(result, body) }, SidecarEvent.tunnelRefused);
   return { kind: 'refused', status, body };
 }
 
-/** The client left before its tunnel existed: cancel whatever the gateway answered, and say so. */
-function abandoned(deps: LocalProxyDeps, fields: TunnelFields, result: TunnelRequestResult): TunnelOutcome {
-  if (result.kind === 'answered' && !result.stream.destroyed) result.stream.close(h2.NGHTTP2_CANCEL);
+/**
+ * The client left before its tunnel existed: cancel whatever the gateway answered, and say so. An answer
+ * that did arrive is still published (metrics count it; a 200 also ends at once as `local_client_left`),
+ * so the sidecar's counts match the gateway's.
+ */
+function abandoned(
+  deps: LocalProxyDeps,
+  fields: TunnelFields,
+  result: TunnelRequestResult,
+  answered: (status: number) => void,
+  trace: TunnelTrace,
+): TunnelOutcome {
+  if (result.kind === 'answered') {
+    if (!result.stream.destroyed) result.stream.close(h2.NGHTTP2_CANCEL);
+    answered(result.status);
+    if (result.status === 200) {
+      deps.events?.emit('tunnelEnded', {
+        trace,
+        openedAt: performance.now(),
+        bytesClientToDest: 0,
+        bytesDestToClient: 0,
+        cause: 'local_client_left',
+      });
+    }
+  }
   deps.logger.info(
     {
       ...fields,
@@ -267,6 +323,7 @@ function refuseLocally(
 ) {
   const event = status === 407 ? SidecarEvent.proxyAuthRequired : SidecarEvent.badRequest;
   deps.logger.info({ client_addr: client, method: req.method, status, reason }, event);
+  deps.events?.emit('localRefusal', { status });
 }
 
 function clientAddr(socket: Socket): string {

@@ -32,9 +32,16 @@ export class LocalTunnels {
   /**
    * Relays bytes between the local client's socket and the gateway's CONNECT stream until both
    * directions have ended (half-close kept: the agent may finish sending and still read the reply).
-   * `head` holds bytes the client sent after its CONNECT request, before the tunnel existed.
+   * `head` holds bytes the client sent after its CONNECT request, before the tunnel existed. `onClosed`
+   * gets the tunnel's totals, in the agent's directions, when it is over.
    */
-  relay(local: Socket, stream: ClientHttp2Stream, head: Buffer, fields: TunnelFields): void {
+  relay(
+    local: Socket,
+    stream: ClientHttp2Stream,
+    head: Buffer,
+    fields: TunnelFields,
+    onClosed?: (ended: { bytesClientToDest: number; bytesDestToClient: number; cause: string }) => void,
+  ): void {
     const started = Date.now();
     // tunnel/ relays a "client" side and a TCP "dest" socket; here the TCP socket is the local
     // client and the other side is the gateway stream, so directions and causes are mirrored below.
@@ -43,12 +50,18 @@ export class LocalTunnels {
       idleTimeoutMs: this.idleTimeoutMs,
       onClose: (summary) => {
         this.untrack(entry);
+        const cause = mirroredCause(summary);
+        onClosed?.({
+          bytesClientToDest: summary.bytesDestToClient,
+          bytesDestToClient: summary.bytesClientToDest,
+          cause,
+        });
         this.logger.info(
           {
             ...fields,
             bytes_client_to_dest: summary.bytesDestToClient,
             bytes_dest_to_client: summary.bytesClientToDest,
-            close_cause: mirroredCause(summary),
+            close_cause: cause,
             error: summary.error,
             duration_ms: Date.now() - started,
           },

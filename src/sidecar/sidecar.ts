@@ -9,6 +9,7 @@ import { listenTcp, listenUnix } from './listen.js';
 import { createLocalProxy } from './local-proxy.js';
 import { LocalTunnels } from './local-tunnels.js';
 import { proxyAuthChecker } from './proxy-auth.js';
+import { startSidecarTelemetry } from './telemetry.js';
 
 export interface RunningSidecar {
   /** The bound TCP address (`host:port`), when listening on TCP. */
@@ -47,6 +48,13 @@ export async function startSidecar(
     logger,
   });
   const tunnels = new LocalTunnels(logger, config.tunnelIdleTimeoutMs);
+  let telemetry: Awaited<ReturnType<typeof startSidecarTelemetry>>;
+  try {
+    telemetry = await startSidecarTelemetry(config, logger);
+  } catch (error) {
+    gateway.destroy();
+    throw error;
+  }
   const deps = {
     gateway,
     tunnels,
@@ -56,6 +64,7 @@ export async function startSidecar(
       return credentials.identity;
     },
     logger,
+    events: telemetry.events,
   };
   const servers: Server[] = [];
   try {
@@ -110,12 +119,14 @@ export async function startSidecar(
         for (const server of servers) server.closeAllConnections();
         await Promise.all(retiring);
         credentials.close();
+        await telemetry.stop();
         logger.info({ tunnels_cut: cut }, SidecarEvent.shutdownComplete);
       },
     };
   } catch (error) {
     for (const server of servers) server.close();
     gateway.destroy();
+    await telemetry.stop();
     throw error;
   }
 }

@@ -138,3 +138,20 @@ export function h2Connect(
     stream.once('error', reject);
   });
 }
+
+/**
+ * Finishes an HTTP/1.1 CONNECT to an echo destination: through a 200 tunnel `payload` is sent, its end
+ * too, and must come back whole; any other answer closes the connection. Returns the status.
+ */
+export async function echoOrClose(res: Http1ConnectResult, payload: Buffer | string): Promise<number> {
+  if (res.status !== 200) {
+    res.socket.destroy();
+    return res.status;
+  }
+  const reply = readAll(res.socket, res.rest);
+  res.socket.end(payload);
+  const sent = Buffer.from(payload);
+  if (!(await reply).equals(sent))
+    throw new Error(`the echo came back different from the ${sent.length} bytes sent`);
+  return res.status;
+}

@@ -33,7 +33,11 @@ export interface GatewayConfigInput {
   readonly keyPath: string;
   readonly allowCidrs?: readonly string[];
   readonly extraServer?: string;
+  /** server.drain_delay_s; 0 unless a test is about draining, so that stopping a gateway is quick. */
+  readonly drainDelayS?: number;
   readonly extraEgress?: string;
+  /** Lines for the `[observability]` table (OTLP settings, per-identity metrics). */
+  readonly extraObservability?: string;
   readonly extraPolicy?: string;
   /** Whole tables appended at the end (e.g. an `[admin]` table). */
   readonly extraTables?: string;
@@ -51,9 +55,11 @@ export async function writeGatewayConfig(input: GatewayConfigInput): Promise<str
       `tls_cert_path = ${JSON.stringify(input.certPath)}`,
       `tls_key_path = ${JSON.stringify(input.keyPath)}`,
       'shutdown_grace_s = 5',
+      `drain_delay_s = ${input.drainDelayS ?? 0}`,
       input.extraServer ?? '',
       '[observability]',
       'log_level = "info"',
+      input.extraObservability ?? '',
       '[policy]',
       `database_url = ${JSON.stringify(input.databaseUrl)}`,
       input.extraPolicy ?? '',

@@ -113,7 +113,7 @@ function info(identity: string | null, problem: 'missing' | 'malformed' | null =
   };
 }
 
-const TRACE: TraceContext = { traceId: 'a'.repeat(32), parentSpanId: 'b'.repeat(16) };
+const TRACE: TraceContext = { traceId: 'a'.repeat(32), parentSpanId: 'b'.repeat(16), flags: 1 };
 
 function request(
   authority: string,
