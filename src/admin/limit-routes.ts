@@ -1,4 +1,4 @@
-import { type IdentityLimits, limitsFor, type RateLimitSettings } from '../ratelimit/settings.js';
+import { type IdentityLimits, limitsFor, type RateLimitSettings } from '../config/rate-limit.js';
 import type { AdminRoute } from './admin-server.js';
 import { AdminRequestError, sendJson } from './http-json.js';
 

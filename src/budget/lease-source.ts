@@ -1,5 +1,5 @@
+import type { BucketSpec } from '../config/rate-limit.js';
 import { type LeaseAnswer, type LeaseSource, STORE_RETRY_MS } from '../ratelimit/leased-bucket.js';
-import type { BucketSpec } from '../ratelimit/settings.js';
 import type { BudgetBucketName, GatewayEvents } from '../session/events.js';
 import type { Clock } from '../time/clock.js';
 import { LeaseAccount } from './lease-account.js';

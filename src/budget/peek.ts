@@ -1,5 +1,5 @@
 import type postgres from 'postgres';
-import type { BucketSpec } from '../ratelimit/settings.js';
+import type { BucketSpec } from '../config/rate-limit.js';
 import type { BudgetBucketName } from '../session/events.js';
 
 /** One bucket of an identity as the store holds it now (database clock), judged under given limits. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type postgres from 'postgres';
-import type { BucketSpec } from '../ratelimit/settings.js';
+import type { BucketSpec } from '../config/rate-limit.js';
 import { openRegistry } from '../registry/connect.js';
 import { readExtensionVersion } from '../registry/migrate.js';
 import { type GateObserver, QueryGate } from '../registry/query-gate.js';

@@ -1,12 +1,12 @@
-import { LeasedBucket } from '../ratelimit/leased-bucket.js';
-import type { BucketFactory, RateLimiter, RateLimiterOptions } from '../ratelimit/limiter.js';
 import {
   type BucketLimit,
   type BucketSpec,
   limitsFor,
   type RateLimitSettings,
   uploadSpec,
-} from '../ratelimit/settings.js';
+} from '../config/rate-limit.js';
+import { LeasedBucket } from '../ratelimit/leased-bucket.js';
+import type { BucketFactory, RateLimiter, RateLimiterOptions } from '../ratelimit/limiter.js';
 import { RegistryHealth } from '../registry/registry-health.js';
 import type { GatewayEvents } from '../session/events.js';
 import { type Clock, systemClock } from '../time/clock.js';

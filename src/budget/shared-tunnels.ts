@@ -1,5 +1,5 @@
+import type { IdentityLimits } from '../config/rate-limit.js';
 import type { AdmissionResult, TunnelAdmission } from '../ratelimit/limiter.js';
-import type { IdentityLimits } from '../ratelimit/settings.js';
 import type { Clock, TimerHandle } from '../time/clock.js';
 import { SYNC_INTERVAL_MS } from './postgres-store.js';
 import type { BudgetStore } from './store.js';

@@ -1,4 +1,4 @@
-import type { QuotaLimit } from '../ratelimit/settings.js';
+import type { QuotaLimit } from '../config/rate-limit.js';
 import type { BudgetBucketName } from '../session/events.js';
 
 /**

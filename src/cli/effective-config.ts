@@ -1,12 +1,12 @@
 import type { LoadedConfig } from '../config/load.js';
+import { type IdentityLimits, type RateLimitSettings, rateLimitSettings } from '../config/rate-limit.js';
 import { redactedConfig } from '../config/redact.js';
-import { type IdentityLimits, type RateLimitSettings, rateLimitSettings } from '../ratelimit/settings.js';
 
 /**
  * What `check-config` prints: every setting with the value the gateway will use, secrets masked. The
  * schema fills most defaults, but `[rate_limit]` keys that inherit from one another (a download burst
  * that defaults to `burst_bytes`, an identity's table that falls back to `[rate_limit]`, the tunnel cap,
- * the quotas) are resolved by ratelimit/settings.ts; the table printed here is that resolution, so what
+ * the quotas) are resolved by config/rate-limit.ts; the table printed here is that resolution, so what
  * is shown is what is enforced.
  */
 export function effectiveConfig(loaded: LoadedConfig): Record<string, unknown> {

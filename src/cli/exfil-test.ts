@@ -2,12 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { type Command, InvalidArgumentError } from 'commander';
 import { ConfigError } from '../config/errors.js';
 import { ListenAddrError, parseListenAddr } from '../config/listen-addr.js';
+import { limitsFor, uploadSpec } from '../config/rate-limit.js';
 import { formatReport } from '../exfil/report.js';
 import { type ExfilBudget, runExfilTest } from '../exfil/run.js';
 import { startCountingSink } from '../exfil/sink.js';
 import { STRATEGIES } from '../exfil/strategies.js';
 import { leaseSize } from '../ratelimit/lease-size.js';
-import { limitsFor, uploadSpec } from '../ratelimit/settings.js';
 import { readRateLimitSettings } from './rate-limit-file.js';
 
 export interface ExfilFlags {

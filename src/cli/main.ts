@@ -7,9 +7,9 @@
  * `--disable-sigusr1` in the shebang: without it SIGUSR1 opens the inspector on 127.0.0.1:9229 inside a
  * process that holds the TLS key and the registry URL. Launches that bypass the shebang
  * (`node dist/cli/main.js`) are covered by a SIGUSR1 listener, installed here before anything else runs;
- * `serve` and `sidecar` add their logging ones (cli/process-signals.ts).
+ * `serve` and `sidecar` add their logging ones (process/reload-signals.ts).
  */
-import { muteInspectorSignal } from './process-signals.js';
+import { muteInspectorSignal } from '../process/reload-signals.js';
 import { runtimeProblem } from './runtime-check.js';
 
 muteInspectorSignal();

@@ -1,10 +1,10 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { registerDashboardCommand } from '../dashboard/command.js';
-import { registerDemoCommand } from '../demo/command.js';
 import { registerSidecarCommand } from '../sidecar/cli.js';
 import { packageVersion } from '../version.js';
 import { registerAdminCommands } from './admin/register.js';
 import { runCheckConfig } from './check-config.js';
+import { registerDemoCommand } from './demo/command.js';
 import { registerExfilTestCommand } from './exfil-test.js';
 import { runMigrate } from './migrate.js';
 import { runServe } from './serve.js';

@@ -1,8 +1,8 @@
 import { ConfigError } from '../config/errors.js';
 import { parseTomlText, readConfigFile } from '../config/load.js';
+import { type RateLimitSettings, rateLimitProblems, rateLimitSettings } from '../config/rate-limit.js';
 import { rateLimitSchema } from '../config/schema.js';
 import { issueToProblems } from '../config/zod-problems.js';
-import { type RateLimitSettings, rateLimitProblems, rateLimitSettings } from '../ratelimit/settings.js';
 
 /**
  * The `[rate_limit]` table of a gateway config file, validated as the gateway validates it, for commands

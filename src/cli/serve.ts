@@ -10,8 +10,8 @@ import {
 } from '../gateway/workers.js';
 import { LogEvent } from '../observability/events.js';
 import { createLogger, flushLogger, type Logger } from '../observability/logger.js';
-import { handleReloadAndIgnoredSignals } from './process-signals.js';
-import { deferStopSignals } from './stop-signals.js';
+import { handleReloadAndIgnoredSignals } from '../process/reload-signals.js';
+import { deferStopSignals } from '../process/stop-signals.js';
 
 type Gateway = Awaited<ReturnType<typeof startGateway>>;
 

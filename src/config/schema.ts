@@ -1,11 +1,17 @@
 import { z } from 'zod';
-import { OTLP_PROTOCOLS } from '../tracing/settings.js';
 
 /**
  * The configuration file's shape, defaults and per-key checks. Every table is strict: an unknown key is
  * an error (interop contract), because a misspelt security setting silently ignored is worse than a
  * refusal to start.
  */
+
+/**
+ * The OTLP transports, named as OTEL_EXPORTER_OTLP_PROTOCOL names them. Here, with the keys that take
+ * them (`observability.otlp_protocol`, the sidecar's too), so that config/ depends on no feature folder.
+ */
+export const OTLP_PROTOCOLS = ['grpc', 'http/protobuf', 'http/json'] as const;
+export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
 
 const OID = /^(0|1|2)(\.(0|[1-9][0-9]*))+$/;
 
@@ -149,7 +155,7 @@ export const policySchema = z
 /**
  * `[rate_limit.identities."<identity>"]`: one identity's overrides. Every key is optional and falls
  * back to `[rate_limit]`'s; the inheritance and the defaults of keys without one here are resolved in
- * ratelimit/settings.ts, which also checks the rules that span keys (a rate needs a burst > 0).
+ * config/rate-limit.ts, which also checks the rules that span keys (a rate needs a burst > 0).
  */
 export const rateLimitIdentitySchema = z.strictObject({
   bytes_per_second: nonNegativeInt().optional(),

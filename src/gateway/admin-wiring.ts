@@ -7,11 +7,11 @@ import { type TunnelControl, type TunnelSelector, tunnelRoutes } from '../admin/
 import type { SharedBudgets } from '../budget/shared-budgets.js';
 import { parseListenAddr } from '../config/listen-addr.js';
 import type { LoadedConfig } from '../config/load.js';
+import type { RateLimitSettings } from '../config/rate-limit.js';
 import { loadTlsMaterial } from '../config/tls-material.js';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { OpenTunnels } from '../proxy/open-tunnels.js';
-import type { RateLimitSettings } from '../ratelimit/settings.js';
 import type { GatewayEvents } from '../session/events.js';
 import type { GatewayStatus } from './status.js';
 

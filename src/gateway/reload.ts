@@ -1,10 +1,10 @@
 import type { LoadedConfig } from '../config/load.js';
+import { rateLimitSettings } from '../config/rate-limit.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { readTlsMaterial, type TlsFiles, type TlsMaterial } from '../config/tls-material.js';
 import { LogEvent } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { RateLimiter } from '../ratelimit/limiter.js';
-import { rateLimitSettings } from '../ratelimit/settings.js';
 
 /** The tables a running gateway applies whole on SIGHUP. */
 export const RELOADABLE_TABLES: ReadonlySet<string> = new Set(['rate_limit']);

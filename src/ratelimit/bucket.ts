@@ -1,5 +1,5 @@
+import type { BucketLimit, BucketSpec } from '../config/rate-limit.js';
 import type { Clock, TimerHandle } from '../time/clock.js';
-import type { BucketLimit, BucketSpec } from './settings.js';
 
 /**
  * What every byte bucket shares, written here rather than taken from a library: the libraries measured

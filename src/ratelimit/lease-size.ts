@@ -1,4 +1,4 @@
-import type { BucketSpec } from './settings.js';
+import type { BucketSpec } from '../config/rate-limit.js';
 
 /**
  * L, the most one gateway holds of an identity's shared bucket at a time: about 100 ms of the rate, so the

@@ -1,7 +1,7 @@
+import type { BucketSpec } from '../config/rate-limit.js';
 import type { Clock, TimerHandle } from '../time/clock.js';
 import { Bucket, type BucketKind } from './bucket.js';
 import { leaseSize } from './lease-size.js';
-import type { BucketSpec } from './settings.js';
 
 /** What a leased bucket's answer from the shared store looks like (budget/lease-source.ts makes it). */
 export interface LeaseAnswer {

@@ -1,6 +1,3 @@
-import { type Clock, systemClock, type TimerHandle } from '../time/clock.js';
-import { type Bucket, type BucketKind, TokenBucket } from './bucket.js';
-import type { Throttleable } from './direction.js';
 import {
   type BucketLimit,
   type BucketSpec,
@@ -10,7 +7,10 @@ import {
   limitsFor,
   type RateLimitSettings,
   uploadSpec,
-} from './settings.js';
+} from '../config/rate-limit.js';
+import { type Clock, systemClock, type TimerHandle } from '../time/clock.js';
+import { type Bucket, type BucketKind, TokenBucket } from './bucket.js';
+import type { Throttleable } from './direction.js';
 import { type FirstThrottleHandler, TunnelThrottle } from './tunnel-throttle.js';
 
 /** An identity's buckets and its count of tunnels (open ones and CONNECTs still being decided). */

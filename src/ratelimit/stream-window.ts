@@ -1,4 +1,4 @@
-import type { BucketLimit } from './settings.js';
+import type { BucketLimit } from '../config/rate-limit.js';
 
 /** The smallest window HTTP/2 starts with (RFC 9113 default); below it throughput collapses. */
 const MIN_WINDOW = 65_535;

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { handleReloadAndIgnoredSignals } from '../cli/process-signals.js';
-import { deferStopSignals } from '../cli/stop-signals.js';
 import { ConfigError } from '../config/errors.js';
 import { parseTomlText, readConfigFile } from '../config/load.js';
 import { createLogger, flushLogger, type Logger } from '../observability/logger.js';
 import { Pkcs11Error } from '../pkcs11/errors.js';
 import { defaultEnginePath, PKCS11_MODULE_ENV } from '../pkcs11/settings.js';
+import { handleReloadAndIgnoredSignals } from '../process/reload-signals.js';
+import { deferStopSignals } from '../process/stop-signals.js';
 import { type AgentCredentials, loadAgentCredentials } from './agent-credentials.js';
 import {
   DEFAULT_SIDECAR_LISTEN,

@@ -3,17 +3,13 @@ import { z } from 'zod';
 import { token } from '../config/admin-settings.js';
 import { ConfigError, formatKeyPath, unknownKeyProblem } from '../config/errors.js';
 import { type ListenAddr, ListenAddrError, parseListenAddr } from '../config/listen-addr.js';
+import { OTLP_PROTOCOLS, type OtlpProtocol } from '../config/schema.js';
 import { issueToProblems } from '../config/zod-problems.js';
 import { type Destination, DestinationError, parseDestination } from '../destination/normalize.js';
 import { encodeOidContent, OidError } from '../identity/oid.js';
 import { isPkcs11Uri } from '../pkcs11/uri.js';
 import { DEFAULT_IDENTITY_EXTENSION_OID } from '../pki/identity-extension.js';
-import {
-  OTLP_PROTOCOLS,
-  type OtlpProtocol,
-  type ResolvedTracing,
-  resolveTracing,
-} from '../tracing/settings.js';
+import { type ResolvedTracing, resolveTracing } from '../tracing/settings.js';
 import { resolveTokenKey, type TokenKeyConfig } from './key-config.js';
 
 /**

@@ -1,13 +1,11 @@
+import { OTLP_PROTOCOLS, type OtlpProtocol } from '../config/schema.js';
+
 /**
  * Where and how spans are exported, resolved once from the config file and the standard `OTEL_*`
  * environment variables (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/).
  * Pure: the caller passes the environment in (only gateway/ and cli/ read it). The file wins over the
  * environment for the keys it has, as the OpenTelemetry specification ranks code over environment.
  */
-
-/** The OTLP transports, named as OTEL_EXPORTER_OTLP_PROTOCOL names them. */
-export const OTLP_PROTOCOLS = ['grpc', 'http/protobuf', 'http/json'] as const;
-export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
 
 export const SAMPLERS = [
   'always_on',

@@ -3,6 +3,7 @@ import { type AddressInfo, createServer, type Server } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
+import { rateLimitSettings } from '../../src/config/rate-limit.js';
 import { configSchema } from '../../src/config/schema.js';
 import { EgressGuard } from '../../src/egress/guard.js';
 import type { LookupFn } from '../../src/egress/resolve.js';
@@ -17,7 +18,6 @@ import {
 } from '../../src/proxy/connect-flow.js';
 import type { ConnectionInfo } from '../../src/proxy/connection-info.js';
 import { RateLimiter } from '../../src/ratelimit/limiter.js';
-import { rateLimitSettings } from '../../src/ratelimit/settings.js';
 import { GatewayEvents } from '../../src/session/events.js';
 import type { TunnelProtocol } from '../../src/session/tunnel-session.js';
 import type { TraceContext } from '../../src/tracecontext/traceparent.js';

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { BucketLimit } from '../../src/config/rate-limit.js';
 import { WindowCounter } from '../../src/exfil/window-counter.js';
 import { type Bucket, TokenBucket } from '../../src/ratelimit/bucket.js';
 import { ThrottledDirection, type ThrottleListener } from '../../src/ratelimit/direction.js';
-import type { BucketLimit } from '../../src/ratelimit/settings.js';
 import { FakeClock, FakeSource, KiB, MiB } from './ratelimit-fakes.js';
 
 const quiet: ThrottleListener = { onHeld: () => {}, onReleased: () => {} };

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { LeaseAccount } from '../../src/budget/lease-account.js';
+import type { BucketSpec } from '../../src/config/rate-limit.js';
 import { WindowCounter } from '../../src/exfil/window-counter.js';
 import type { Bucket } from '../../src/ratelimit/bucket.js';
 import { ThrottledDirection, type ThrottleListener } from '../../src/ratelimit/direction.js';
@@ -11,7 +12,6 @@ import {
   LeasedBucket,
   type LeaseSource,
 } from '../../src/ratelimit/leased-bucket.js';
-import type { BucketSpec } from '../../src/ratelimit/settings.js';
 import { FakeClock, FakeSource, KiB, MiB } from './ratelimit-fakes.js';
 
 const quiet: ThrottleListener = { onHeld: () => {}, onReleased: () => {} };

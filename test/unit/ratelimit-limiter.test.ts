@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { type RateLimitSettings, rateLimitSettings } from '../../src/config/rate-limit.js';
 import type { TokenBucket } from '../../src/ratelimit/bucket.js';
 import type { DirectionName } from '../../src/ratelimit/direction.js';
 import { RateLimiter, type TunnelReservation } from '../../src/ratelimit/limiter.js';
-import { type RateLimitSettings, rateLimitSettings } from '../../src/ratelimit/settings.js';
 import { FakeClock, FakeSource, KiB, MiB } from './ratelimit-fakes.js';
 
 function settings(table: Partial<Parameters<typeof rateLimitSettings>[0]> = {}): RateLimitSettings {

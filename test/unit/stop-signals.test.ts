@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deferStopSignals } from '../../src/cli/stop-signals.js';
+import { deferStopSignals } from '../../src/process/stop-signals.js';
 
 // process.emit runs the listeners without sending a real signal to the test process.
 const emit = (signal: NodeJS.Signals) =>

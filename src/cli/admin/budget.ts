@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { listBudgetIdentities, peekBudget } from '../../budget/peek.js';
 import { BUDGET_EXTENSION_VERSION } from '../../budget/postgres-store.js';
 import { ConfigError } from '../../config/errors.js';
-import { downloadSpec, limitsFor, type RateLimitSettings, uploadSpec } from '../../ratelimit/settings.js';
+import { downloadSpec, limitsFor, type RateLimitSettings, uploadSpec } from '../../config/rate-limit.js';
 import { readExtensionVersion } from '../../registry/migrate.js';
 import { readRateLimitSettings } from '../rate-limit-file.js';
 import { type Io, runCommand } from './action.js';

@@ -3,12 +3,12 @@ import { appendFile, chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import postgres from 'postgres';
-import type { Io } from '../cli/admin/action.js';
-import { loadConfig } from '../config/load.js';
-import { startEmbeddedPostgres } from '../devdb/embedded.js';
-import { type RunningGateway, startGateway } from '../gateway/gateway.js';
-import { createLogger, flushLogger } from '../observability/logger.js';
-import { migrate } from '../registry/migrate.js';
+import { loadConfig } from '../../config/load.js';
+import { startEmbeddedPostgres } from '../../devdb/embedded.js';
+import { type RunningGateway, startGateway } from '../../gateway/gateway.js';
+import { createLogger, flushLogger } from '../../observability/logger.js';
+import { migrate } from '../../registry/migrate.js';
+import type { Io } from '../admin/action.js';
 import { DEMO_GATEWAY_ADMIN_TOKEN_ENV, demoToken, startDemoDashboard } from './dashboard.js';
 import { ensureDemoGrants } from './grants.js';
 import { demoInstructions } from './instructions.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { handleReloadAndIgnoredSignals } from '../../src/cli/process-signals.js';
+import { handleReloadAndIgnoredSignals } from '../../src/process/reload-signals.js';
 
 // Node's test runner turns on diagnostic reports on SIGUSR2 in the test process: an emitted SIGUSR2
 // would write a report file into the working directory.

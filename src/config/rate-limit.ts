@@ -1,5 +1,11 @@
-import { formatKeyPath } from '../config/errors.js';
-import type { GatewayConfig } from '../config/schema.js';
+import { formatKeyPath } from './errors.js';
+import type { GatewayConfig } from './schema.js';
+
+/**
+ * What the `[rate_limit]` table means: every identity's limits with inheritance applied, and the checks
+ * that span keys. In config/ because the loader runs those checks beside the schema's; the limiter, the
+ * shared budgets and the CLI read the resolved settings from here.
+ */
 
 /** One token bucket's parameters; a rate of 0 means unlimited. */
 export interface BucketLimit {

@@ -1,8 +1,8 @@
 import { randomUUID, sign } from 'node:crypto';
 import type postgres from 'postgres';
-import { spkiDerOf } from '../pki/keys.js';
-import { listPermissionStatuses } from '../policy/row-status.js';
-import { grantScope, insertSignedPermission, registerSigningKey } from '../registry/writer.js';
+import { spkiDerOf } from '../../pki/keys.js';
+import { listPermissionStatuses } from '../../policy/row-status.js';
+import { grantScope, insertSignedPermission, registerSigningKey } from '../../registry/writer.js';
 import type { DemoPki } from './pki.js';
 
 export const DEMO_KEY_ID = 'demo-principal';

@@ -11,7 +11,7 @@
  *
  * `--disable-sigusr1` (the CLI's shebang) already keeps the inspector shut; the listener here covers a
  * launch that bypasses the shebang (`node dist/cli/main.js`): on Node 24 a JavaScript SIGUSR1 listener
- * replaces the inspector's handler. main.ts installs a silent one before anything else is loaded, so
+ * replaces the inspector's handler. cli/main.ts installs a silent one before anything else is loaded, so
  * that the gap until a command installs its logging one is covered too.
  */
 

@@ -3,10 +3,10 @@ import { createWriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { loadDashboardConfig } from '../dashboard/config.js';
-import { startDashboard } from '../dashboard/server.js';
-import { createLogger, flushLogger } from '../observability/logger.js';
-import { DASHBOARD_ROLE, ensureRole } from '../registry/gateway-role.js';
+import { loadDashboardConfig } from '../../dashboard/config.js';
+import { startDashboard } from '../../dashboard/server.js';
+import { createLogger, flushLogger } from '../../observability/logger.js';
+import { DASHBOARD_ROLE, ensureRole } from '../../registry/gateway-role.js';
 
 /** The dashboard's database role in the demo's registry, made as `migrate --dashboard-role` makes it. */
 const ROLE = 'agent_gateway_dashboard';

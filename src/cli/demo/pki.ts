@@ -2,12 +2,12 @@ import type { KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeNewFiles } from '../cli/admin/files.js';
-import { readCertificateFile } from '../cli/admin/key-files.js';
-import { encodeOidContent } from '../identity/oid.js';
-import { createAgentCertificate, createCa, createServerCertificate } from '../pki/certificates.js';
-import { DEFAULT_IDENTITY_EXTENSION_OID } from '../pki/identity-extension.js';
-import { generateP256KeyPair, loadPrivateKey } from '../pki/keys.js';
+import { encodeOidContent } from '../../identity/oid.js';
+import { createAgentCertificate, createCa, createServerCertificate } from '../../pki/certificates.js';
+import { DEFAULT_IDENTITY_EXTENSION_OID } from '../../pki/identity-extension.js';
+import { generateP256KeyPair, loadPrivateKey } from '../../pki/keys.js';
+import { writeNewFiles } from '../admin/files.js';
+import { readCertificateFile } from '../admin/key-files.js';
 
 /** The demo's key material under the state directory, created once and reused by later runs. */
 

@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import { processIo } from '../cli/admin/action.js';
+import { processIo } from '../admin/action.js';
 
 export function registerDemoCommand(program: Command): void {
   program

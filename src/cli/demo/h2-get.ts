@@ -4,7 +4,7 @@ import { connect } from 'node:http2';
 import { parseArgs } from 'node:util';
 
 /**
- * `node dist/demo/h2-get.js --proxy https://HOST:PORT --proxy-cacert CA --proxy-cert CERT --proxy-key KEY URL`
+ * `node dist/cli/demo/h2-get.js --proxy https://HOST:PORT --proxy-cacert CA --proxy-cert CERT --proxy-key KEY URL`
  *
  * Fetches an http:// URL through the gateway over an HTTP/2 CONNECT stream, for trying the gateway's HTTP/2
  * front end where curl cannot (curl before 8.1 speaks only HTTP/1.1 to an HTTPS proxy). The flags mirror

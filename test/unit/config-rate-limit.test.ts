@@ -5,7 +5,7 @@ import {
   limitsFor,
   rateLimitProblems,
   rateLimitSettings,
-} from '../../src/ratelimit/settings.js';
+} from '../../src/config/rate-limit.js';
 
 describe('rateLimitSettings: inheritance', () => {
   test('defaults: everything off, 1 MiB bursts, 256 tunnels', () => {
