@@ -3,25 +3,18 @@ import type postgres from 'postgres';
 import { normalizeDestination } from '../destination/normalize.js';
 import { identityProblem } from '../identity/identity-rule.js';
 import { canonicalPermissionBytes, canonicalTimestampSql } from './canonical.js';
-import { scopeCoversSql, scopeForSql, scopeUnrevokedSql } from './scope-coverage.js';
-import { parseP256Spki, SIGNING_ALGORITHM } from './signing-key.js';
+import { enforceSignerAndScope, signingKeyState } from './grant-rules.js';
+import { SIGNING_ALGORITHM } from './signing-key.js';
+import { assertP256Spki, RegistryWriteError, requireText } from './write-checks.js';
+import { resolveWindow, type StoredWindow, type TimeInput } from './write-window.js';
 
 /**
- * Admin-side writes to the registry (tests now, the operator CLI later). The gateway itself never writes.
+ * Admin-side writes to the registry (the operator CLI, the demo and the tests). The gateway itself never
+ * writes. The rules a grant must meet live in grant-rules.ts, the validity windows in write-window.ts.
  *
  * Timestamps are resolved by PostgreSQL and read back in canonical text before anything is signed, so the
  * signed bytes are exactly what the row stores (a JS Date would drop microseconds).
  */
-
-/**
- * A point in time: any timestamptz literal PostgreSQL accepts (canonical `YYYY-MM-DDTHH:MM:SS.ffffffZ`
- * preferred), or an interval relative to the database clock, e.g. `{ fromNow: '-2 days' }`.
- */
-export type TimeInput = string | { readonly fromNow: string };
-
-export class RegistryWriteError extends Error {
-  override name = 'RegistryWriteError';
-}
 
 export { SIGNING_ALGORITHM };
 
@@ -35,11 +28,6 @@ export interface SigningKeyInput {
   notBefore?: TimeInput;
   /** Default: notBefore + 365 days. */
   notAfter?: TimeInput;
-}
-
-export interface StoredWindow {
-  notBefore: string;
-  notAfter: string;
 }
 
 export async function insertSigningKey(sql: postgres.Sql, input: SigningKeyInput): Promise<StoredWindow> {
@@ -379,158 +367,4 @@ async function insertScopeRow(
     RETURNING id::text AS id`;
   if (row === undefined) throw new RegistryWriteError('INSERT … RETURNING returned no row');
   return row.id;
-}
-
-interface KeyState {
-  spki: Buffer;
-  revoked_at: string | null;
-  not_after: string;
-  expired: boolean;
-}
-
-/** The signing key row, locked (SHARE: no revocation until we commit; UPDATE: also one writer at a time). */
-async function signingKeyState(
-  tx: postgres.TransactionSql,
-  keyId: string,
-  lock: 'SHARE' | 'UPDATE',
-): Promise<KeyState> {
-  const [key] = await tx.unsafe<KeyState[]>(
-    `SELECT public_key_spki_der AS spki, ${canonicalTimestampSql('revoked_at')} AS revoked_at,
-       ${canonicalTimestampSql('not_after')} AS not_after, (now() >= not_after) AS expired
-     FROM principal_signing_keys WHERE key_id = $1 FOR ${lock}`,
-    [keyId],
-  );
-  if (key === undefined) {
-    throw new RegistryWriteError(
-      `signing key ${JSON.stringify(keyId)} is not registered: register it first (principal register)`,
-    );
-  }
-  return key;
-}
-
-/**
- * The gateway's signer and scope rules, checked in the grant's own transaction with the rows locked, so a
- * grant cannot slip between a revocation and its commit. Returns notes for what only matters later.
- */
-/** The permission being granted, as the parameters of the scope query below ($1 key, $2 destination, $3/$4 window). */
-const GRANTED = {
-  signingKeyId: '$1',
-  destination: '$2',
-  notBefore: '$3::text::timestamptz',
-  notAfter: '$4::text::timestamptz',
-};
-
-async function enforceSignerAndScope(
-  tx: postgres.TransactionSql,
-  keyId: string,
-  destination: string,
-  w: StoredWindow,
-  key: KeyState,
-): Promise<string[]> {
-  const name = JSON.stringify(keyId);
-  const window = `[${w.notBefore}, ${w.notAfter})`;
-  if (key.revoked_at !== null) {
-    throw new RegistryWriteError(
-      `signing key ${name} was revoked at ${key.revoked_at}: the gateway denies whatever it signs; sign with another key`,
-    );
-  }
-  if (key.expired) {
-    throw new RegistryWriteError(
-      `signing key ${name} expired at ${key.not_after}: the gateway denies whatever it signs; ` +
-        'extend it (principal register --replace) or use another key',
-    );
-  }
-  const [timing] = await tx.unsafe<{ over: boolean; signer_first: boolean }[]>(
-    `SELECT ($1::text::timestamptz <= now()) AS over, ($2::text::timestamptz < $1::text::timestamptz) AS signer_first`,
-    [w.notAfter, key.not_after],
-  );
-  if (timing?.over === true) {
-    throw new RegistryWriteError(`the permission window ${window} is already over: give a later not_after`);
-  }
-  const scopes = await tx.unsafe<{ id: string; nb: string; na: string; covers: boolean }[]>(
-    `SELECT s.id::text AS id, ${canonicalTimestampSql('s.not_before')} AS nb, ${canonicalTimestampSql('s.not_after')} AS na,
-       (${scopeCoversSql('s', GRANTED)}) AS covers
-     FROM principal_key_permissions s
-     WHERE ${scopeForSql('s', GRANTED)} AND ${scopeUnrevokedSql('s')}
-     ORDER BY s.id FOR SHARE`,
-    [keyId, destination, w.notBefore, w.notAfter],
-  );
-  if (scopes.length === 0) {
-    throw new RegistryWriteError(
-      `signing key ${name} holds no delegation scope for ${destination}: grant it first ` +
-        `(scope grant --key-id ${keyId} --destination ${destination})`,
-    );
-  }
-  if (!scopes.some((s) => s.covers)) {
-    const held = scopes.map((s) => `#${s.id} [${s.nb}, ${s.na})`).join(', ');
-    throw new RegistryWriteError(
-      `no delegation scope of signing key ${name} for ${destination} covers the whole permission window ` +
-        `${window} (scopes: ${held}): shorten the permission or extend the scope (scope grant)`,
-    );
-  }
-  return timing?.signer_first === true
-    ? [
-        `signing key ${name} expires at ${key.not_after}, before this permission ends: ` +
-          'the gateway denies it from then on unless the key is extended',
-      ]
-    : [];
-}
-
-/**
- * Resolves both ends of a window on the database clock and renders them canonically. Years outside
- * 1–9999 are refused: the canonical form has four year digits and no era, so they cannot be signed.
- */
-async function resolveWindow(
-  tx: postgres.TransactionSql,
-  notBefore: TimeInput | undefined,
-  notAfter: TimeInput | undefined,
-  defaultLifetime: string,
-): Promise<StoredWindow> {
-  const nb = timeParts(notBefore);
-  const na = timeParts(notAfter);
-  const [row] = await tx.unsafe<{ nb: string | null; na: string | null; ok: boolean | null }[]>(WINDOW_SQL, [
-    nb.at,
-    nb.offset,
-    na.at,
-    na.offset,
-    defaultLifetime,
-  ]);
-  if (row === undefined || row.nb === null || row.na === null || row.ok !== true) {
-    throw new RegistryWriteError(
-      `validity window [${row?.nb ?? String(notBefore)}, ${row?.na ?? String(notAfter)}) is empty, ` +
-        `infinite or outside years 1-9999: not_before must be earlier than not_after`,
-    );
-  }
-  return { notBefore: row.nb, notAfter: row.na };
-}
-
-// $1/$2: not_before as a literal or an offset from now(); $3/$4 the same for not_after; $5 default lifetime.
-// Parameters are typed text and cast in SQL: postgres.js would send a timestamptz-typed parameter through
-// a JS Date, silently dropping the microseconds that the signature covers.
-const WINDOW_SQL = `
-  WITH t AS (
-    SELECT coalesce($1::text::timestamptz, now() + coalesce($2::text::interval, interval '0')) AS nb
-  ), u AS (
-    SELECT nb, coalesce($3::text::timestamptz, now() + $4::text::interval, nb + $5::text::interval) AS na FROM t
-  )
-  SELECT ${canonicalTimestampSql('nb')} AS nb, ${canonicalTimestampSql('na')} AS na,
-    (nb >= '0001-01-01T00:00:00Z' AND na < '10000-01-01T00:00:00Z' AND nb < na) AS ok
-  FROM u`;
-
-function timeParts(t: TimeInput | undefined): { at: string | null; offset: string | null } {
-  if (t === undefined) return { at: null, offset: null };
-  if (typeof t === 'string') return { at: t, offset: null };
-  return { at: null, offset: t.fromNow };
-}
-
-function requireText(name: string, value: string): void {
-  if (typeof value !== 'string' || value === '')
-    throw new RegistryWriteError(`${name} must be a non-empty string`);
-  if (value.includes('\0')) throw new RegistryWriteError(`${name} contains a NUL character`);
-}
-
-function assertP256Spki(spki: Buffer, what: string) {
-  const parsed = parseP256Spki(spki);
-  if ('problem' in parsed) throw new RegistryWriteError(`${what}: the public key ${parsed.problem}`);
-  return parsed;
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import type { TimeInput } from '../../src/registry/write-window.js';
 import {
   grantScope,
   insertSignedPermission,
@@ -9,7 +10,6 @@ import {
   revokeScope,
   revokeScopesFor,
   revokeSigningKey,
-  type TimeInput,
 } from '../../src/registry/writer.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 

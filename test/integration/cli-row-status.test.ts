@@ -4,6 +4,7 @@ import { after, before, test } from 'node:test';
 import { createPolicyEngine, type PolicyEngine } from '../../src/policy/engine.js';
 import { listPermissionStatuses, type PermissionRowStatus } from '../../src/policy/row-status.js';
 import { openRegistry } from '../../src/registry/connect.js';
+import type { TimeInput } from '../../src/registry/write-window.js';
 import {
   insertScope,
   insertSignedPermission,
@@ -11,7 +12,6 @@ import {
   revokePermission,
   revokeScope,
   revokeSigningKey,
-  type TimeInput,
 } from '../../src/registry/writer.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 

@@ -7,16 +7,16 @@ import type { DenyReason } from '../../src/observability/events.js';
 import type { PolicyDecision, PolicyEngine } from '../../src/policy/engine.js';
 import { createPolicyEngine } from '../../src/policy/engine.js';
 import { openRegistry } from '../../src/registry/connect.js';
+import { RegistryWriteError } from '../../src/registry/write-checks.js';
+import type { TimeInput } from '../../src/registry/write-window.js';
 import {
   insertScope,
   insertSignedPermission,
   insertSigningKey,
-  RegistryWriteError,
   revokePermission,
   revokeScope,
   revokeSigningKey,
   type StoredPermission,
-  type TimeInput,
 } from '../../src/registry/writer.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 

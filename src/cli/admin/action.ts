@@ -5,7 +5,7 @@ import { Pkcs11Error } from '../../pkcs11/errors.js';
 import { KeyFileError } from '../../pki/keys.js';
 import { CanonicalFieldError } from '../../registry/canonical.js';
 import { SchemaVersionError } from '../../registry/schema-version.js';
-import { RegistryWriteError } from '../../registry/writer.js';
+import { RegistryWriteError } from '../../registry/write-checks.js';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './errors.js';
 
 /** Where a command writes and what it reads from its environment; tests and the demo pass their own. */

@@ -1,6 +1,6 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import type postgres from 'postgres';
-import type { TimeInput } from '../../registry/writer.js';
+import type { TimeInput } from '../../registry/write-window.js';
 import { DATABASE_URL_ENV } from '../database-url.js';
 import { type Io, processIo } from './action.js';
 import { usageError } from './errors.js';
