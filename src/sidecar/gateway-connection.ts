@@ -1,7 +1,6 @@
 import {
   type ClientHttp2Session,
   type ClientHttp2Stream,
-  constants,
   connect as h2connect,
   type OutgoingHttpHeaders,
 } from 'node:http2';
@@ -10,6 +9,7 @@ import { checkServerIdentity, type SecureContext, type TLSSocket, connect as tls
 import type { Destination } from '../destination/normalize.js';
 import type { Logger } from '../observability/logger.js';
 import { backoffDelayMs } from './backoff.js';
+import { CANCELLED, sendConnect, type TunnelRequestResult } from './connect-stream.js';
 import { SidecarEvent } from './events.js';
 import { describeGatewayError } from './gateway-errors.js';
 
@@ -44,25 +44,11 @@ export interface GatewayConnectionOptions {
   readonly logger: Logger;
 }
 
-export type TunnelRequestResult =
-  /** The gateway answered; `status` is its status, `stream` the CONNECT stream (the tunnel on 200). */
-  | { readonly kind: 'answered'; readonly status: number; readonly stream: ClientHttp2Stream }
-  /** No answer from the gateway; `status` is what the local client should get, `reason` why. */
-  | { readonly kind: 'failed'; readonly status: 502 | 504; readonly reason: string }
-  /** The caller's signal fired first: the CONNECT stream was cancelled (or never sent). */
-  | { readonly kind: 'cancelled' };
-
-type Attempt =
-  | TunnelRequestResult
-  /** The connection went away before the gateway could have acted on the stream: safe to retry. */
-  | { readonly kind: 'not-started'; readonly reason: string };
-
 // Per-stream and per-connection receive windows: Node's 64 KiB defaults halve a tunnel's throughput
 // (measured: ~300 against ~500-580 MB/s on one tunnel); 1 MiB per stream is also the most one paused tunnel can make us buffer.
 const STREAM_WINDOW_BYTES = 1 << 20;
 const CONNECTION_WINDOW_BYTES = 32 << 20;
 const FIRST_RETRY_DELAY_MS = 100;
-const CANCELLED = { kind: 'cancelled' } as const;
 
 /** What replaceCredentials did with the connection in use. */
 export type CredentialSwitch =
@@ -159,7 +145,11 @@ export class GatewayConnection {
         return { kind: 'failed', status: 502, reason };
       }
       if (signal?.aborted) return CANCELLED;
-      const attempt = await this.send(session, authority, headers, signal);
+      const attempt = await sendConnect(session, authority, headers, {
+        timeoutMs: this.options.requestTimeoutMs,
+        ...(signal === undefined ? {} : { signal }),
+        onStream: (stream) => this.countStream(session, stream),
+      });
       if (attempt.kind !== 'not-started') return attempt;
       this.forget(session);
       if (firstReason !== undefined) {
@@ -383,80 +373,18 @@ export class GatewayConnection {
     };
   }
 
-  private forget(session: ClientHttp2Session): void {
-    if (this.session === session) this.session = undefined;
+  /** A CONNECT stream was sent on `session`: a retired connection closes after its last one. */
+  private countStream(session: ClientHttp2Session, stream: ClientHttp2Stream): void {
+    const live = this.live.get(session);
+    if (live === undefined) return;
+    live.streams += 1;
+    stream.once('close', () => {
+      live.streams -= 1;
+      if (live.retired && live.streams === 0) session.close();
+    });
   }
 
-  private send(
-    session: ClientHttp2Session,
-    authority: string,
-    headers: OutgoingHttpHeaders,
-    signal: AbortSignal | undefined,
-  ): Promise<Attempt> {
-    let stream: ClientHttp2Stream;
-    try {
-      stream = session.request(
-        { ...headers, ':method': 'CONNECT', ':authority': authority },
-        { endStream: false },
-      );
-    } catch (error) {
-      // The session closed between our check and the request (GOAWAY, socket gone).
-      return Promise.resolve({ kind: 'not-started', reason: describeGatewayError(error) });
-    }
-    const live = this.live.get(session);
-    if (live !== undefined) {
-      live.streams += 1;
-      stream.once('close', () => {
-        live.streams -= 1;
-        if (live.retired && live.streams === 0) session.close();
-      });
-    }
-    return new Promise<Attempt>((resolve) => {
-      let streamError: Error | undefined;
-      // Kept for the stream's whole life: the tunnel adds its own handler, and an error in the gap
-      // must not crash the process.
-      stream.on('error', (error) => {
-        streamError = error;
-      });
-      const settle = (attempt: Attempt) => {
-        stream.off('response', onResponse);
-        stream.off('close', onClose);
-        signal?.removeEventListener('abort', onAbort);
-        stream.setTimeout(0);
-        resolve(attempt);
-      };
-      const onAbort = () => {
-        settle(CANCELLED);
-        stream.close(constants.NGHTTP2_CANCEL);
-      };
-      const onResponse = (responseHeaders: Record<string, unknown>) => {
-        settle({ kind: 'answered', status: Number(responseHeaders[':status']), stream });
-      };
-      const onClose = () => {
-        if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM || session.destroyed || session.closed) {
-          settle({
-            kind: 'not-started',
-            reason: streamError ? describeGatewayError(streamError) : 'connection closed',
-          });
-          return;
-        }
-        settle({
-          kind: 'failed',
-          status: 502,
-          reason: `the agent-gateway reset the CONNECT stream (HTTP/2 error code ${stream.rstCode ?? 'unknown'})`,
-        });
-      };
-      stream.once('response', onResponse);
-      stream.once('close', onClose);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      stream.setTimeout(this.options.requestTimeoutMs, () => {
-        settle({
-          kind: 'failed',
-          status: 504,
-          reason: `the agent-gateway did not answer the CONNECT within ${this.options.requestTimeoutMs} ms`,
-        });
-        stream.close(constants.NGHTTP2_CANCEL);
-      });
-    });
+  private forget(session: ClientHttp2Session): void {
+    if (this.session === session) this.session = undefined;
   }
 }
