@@ -6,11 +6,14 @@ import { fileURLToPath } from 'node:url';
 /** The built CLI, exactly what `npx agent-gateway` runs (npm test builds before testing). */
 export const CLI_PATH = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
+/** The node flags of the CLI's shebang (src/cli/main.ts says why each is there). */
+export const CLI_NODE_FLAGS: readonly string[] = ['--disable-sigusr1', '--max-semi-space-size=4'];
+
 /**
- * The node arguments that run the CLI as its shebang does (`--disable-sigusr1`), for spawning it with
- * process.execPath, which is the pinned Node 24 under `npm test`.
+ * The node arguments that run the CLI as its shebang does, for spawning it with process.execPath, which
+ * is the pinned Node 24 under `npm test`.
  */
-export const CLI_ARGV: readonly string[] = ['--disable-sigusr1', CLI_PATH];
+export const CLI_ARGV: readonly string[] = [...CLI_NODE_FLAGS, CLI_PATH];
 
 export type LogLine = Record<string, unknown> & { msg: string };
 
