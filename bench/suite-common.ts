@@ -10,8 +10,10 @@ import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type postgres from 'postgres';
+import { type FreshDatabase, freshDatabase } from '../test/helpers/db.js';
 import { writeGatewayConfig } from '../test/helpers/gateway-process.js';
 import { writePattern } from '../test/helpers/loopback-servers.js';
+import { createTestPki, type TestAgent, type TestPki } from '../test/helpers/pki.js';
 import { createPrincipal, grantPermission, grantScope } from '../test/helpers/registry-rows.js';
 
 export const MIB = 1024 * 1024;
@@ -133,7 +135,10 @@ export async function grantBenchAgent(
   }
 }
 
-/** A gateway config for benchmarks: 1 MiB HTTP/2 stream windows, 16 MiB connection windows. */
+/**
+ * A gateway config for benchmarks: 1 MiB HTTP/2 stream windows, 16 MiB connection windows, and room for
+ * 2,000 idle tunnels from one loopback address (server.max_connections_per_source is 1,000 by default).
+ */
 export function writeBenchGatewayConfig(
   pki: { dir: string; serverCertPath: string; serverKeyPath: string },
   databaseUrl: string,
@@ -145,10 +150,34 @@ export function writeBenchGatewayConfig(
     databaseUrl,
     certPath: pki.serverCertPath,
     keyPath: pki.serverKeyPath,
-    extraServer: 'h2_stream_window_bytes = 1048576\nh2_connection_window_bytes = 16777216',
+    extraServer:
+      'h2_stream_window_bytes = 1048576\nh2_connection_window_bytes = 16777216\nmax_connections_per_source = 4096',
     ...(extraEgress === undefined ? {} : { extraEgress }),
     ...(extraPolicy === undefined ? {} : { extraPolicy }),
   });
+}
+
+/** What the suite and the idle-memory bench start with: a PKI, a registry, the sink, one granted agent. */
+export interface BenchWorld {
+  readonly pki: TestPki;
+  readonly db: FreshDatabase;
+  readonly sink: Sink;
+  readonly agent: TestAgent;
+  /** The sink's authority, the one destination granted. */
+  readonly authority: string;
+  /** A gateway config for 2,000 idle tunnels of one identity (the per-identity cap off). */
+  readonly config: string;
+}
+
+export async function startBenchWorld(): Promise<BenchWorld> {
+  const pki = await createTestPki();
+  const db = await freshDatabase();
+  const sink = await startSink();
+  const agent = await pki.agent('bench-agent');
+  const authority = `127.0.0.1:${sink.port}`;
+  await grantBenchAgent(db.sql, agent, 'bench-agent', [authority]);
+  const config = await writeBenchGatewayConfig(pki, db.url, '[rate_limit]\nmax_tunnels_per_identity = 0');
+  return { pki, db, sink, agent, authority, config };
 }
 
 /** Runs every cleanup step even when an earlier one fails; reports failures on stderr. */
