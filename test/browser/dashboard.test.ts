@@ -280,7 +280,9 @@ describe('dashboard in a browser', { timeout: 120_000 }, () => {
     try {
       await tab(page, 'tunnels');
       const group = page.locator(`[data-testid=identity-group][data-identity="${g.identity}"]`);
-      await group.locator('tr[data-tunnel]').first().waitFor();
+      // Both tunnels (HTTP/1.1 and HTTP/2) before counting: the second row may arrive a moment later.
+      await group.locator('tr[data-tunnel]').nth(1).waitFor();
+      assert.equal(await group.locator('tr[data-tunnel]').count(), 2);
       assert.equal(await group.locator('[data-testid=close-tunnel]:disabled').count(), 2);
       assert.equal(await group.locator('[data-testid=close-all]').isDisabled(), true);
       await tab(page, 'registry');
