@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
+import { replaceOnce, runShell, shBlockAfter } from '../helpers/doc-script.js';
 import { closedPort } from '../helpers/loopback-servers.js';
 
 /**
@@ -40,28 +40,15 @@ after(async () => {
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
-/** The first ```sh block after the walkthrough's heading line. */
-function walkthrough(readme: string): string {
-  const start = readme.indexOf('From an empty database to an allowed tunnel, by hand.');
-  assert.ok(start >= 0, 'README has the walkthrough');
-  const open = readme.indexOf('```sh\n', start) + '```sh\n'.length;
-  return readme.slice(open, readme.indexOf('\n```\n', open) + 1);
-}
-
-function replaceOnce(script: string, from: string | RegExp, to: string): string {
-  const matches =
-    typeof from === 'string' ? script.split(from).length - 1 : (script.match(from) ?? []).length;
-  assert.ok(matches >= 1, `the walkthrough no longer contains ${String(from)}: update this test with it`);
-  if (typeof from === 'string') assert.equal(matches, 1, `${from} appears ${matches} times`);
-  return typeof from === 'string' ? script.replace(from, to) : script.replace(from, to);
-}
-
 test('the README walkthrough runs as written and its curl gets the page through the gateway', async () => {
   const admin = new URL(db.url);
   const database = admin.pathname.slice(1);
   const gatewayPort = await closedPort();
   const destPort = await closedPort();
-  let script = walkthrough(await readFile(README, 'utf8'));
+  let script = shBlockAfter(
+    await readFile(README, 'utf8'),
+    'From an empty database to an allowed tunnel, by hand.',
+  );
   // The test made the (empty) database already, on whichever server the suite uses.
   script = replaceOnce(script, 'createdb -h 127.0.0.1 -U postgres agent_gateway\n', '');
   script = replaceOnce(script, 'postgres://postgres@127.0.0.1:5432/agent_gateway', db.url);
@@ -74,7 +61,7 @@ test('the README walkthrough runs as written and its curl gets the page through 
   script = replaceOnce(script, /\b8443\b/g, String(gatewayPort));
   script = replaceOnce(script, /\b8080\b/g, String(destPort));
 
-  const result = await runShell(script, { TMPDIR: scratch });
+  const result = await runShell(script, { cwd: ROOT, env: { TMPDIR: scratch } });
   assert.equal(result.code, 0, `walkthrough failed:\n${result.output}`);
   assert.match(result.output, /registry migrated from version 0 to 1/);
   assert.match(result.output, new RegExp(`gateway role ${role}: created`));
@@ -94,48 +81,3 @@ test('the README walkthrough runs as written and its curl gets the page through 
     ['SELECT'],
   );
 });
-
-/**
- * bash (as a user's interactive shell would run the lines) in its own process group, so that the
- * background web server and gateway are stopped even if the walkthrough fails half way.
- */
-function runShell(
-  script: string,
-  env: Record<string, string>,
-): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', script], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      output += c;
-    });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      output += c;
-    });
-    const timer = setTimeout(() => {
-      output += '\n(test: walkthrough still running after 120 s, killed)';
-      killGroup(child.pid);
-    }, 120_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      // Anything the script left running in its group (it ends its own background jobs when it succeeds).
-      killGroup(child.pid);
-      resolve({ code, output });
-    });
-  });
-}
-
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, 'SIGTERM');
-  } catch {
-    // The group is already gone.
-  }
-}
