@@ -21,6 +21,7 @@ import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { CLI_NODE_FLAGS } from '../test/helpers/gateway-process.js';
 import { type GrantedRegistry, grantedRegistry } from '../test/helpers/granted-registry.js';
 import { connectHeaders, getHeaders, type RawH2Client, rawH2Connect } from '../test/helpers/h2-frames.js';
 import { startCountingServer } from '../test/helpers/loopback-servers.js';
@@ -47,7 +48,7 @@ interface Cli {
 }
 
 async function startCli(args: string[], keepLines = true): Promise<Cli> {
-  const child = spawn(process.execPath, ['--disable-sigusr1', CLI, ...args], {
+  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const cli: Cli = {

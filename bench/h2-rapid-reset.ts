@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { type ClientTls, h2Connect, h2Session } from '../test/helpers/clients.js';
 import { freshDatabase } from '../test/helpers/db.js';
 import {
+  CLI_NODE_FLAGS,
   CLI_PATH,
   type GatewayProcess,
   type LogLine,
@@ -49,7 +50,7 @@ const ATTACKER = fileURLToPath(new URL('./h2-rapid-reset-attacker.ts', import.me
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 // BENCH_GATEWAY_CLI=<another build's dist/cli/main.js>: A/B a change (as in bench/suite.ts).
 const CLI_FILE = process.env['BENCH_GATEWAY_CLI'] ?? CLI_PATH;
-const CLI = NODE_MAJOR >= 22 ? ['--disable-sigusr1', CLI_FILE] : [CLI_FILE];
+const CLI = NODE_MAJOR >= 22 ? [...CLI_NODE_FLAGS, CLI_FILE] : [CLI_FILE];
 
 interface Phase {
   readonly p50: number;
