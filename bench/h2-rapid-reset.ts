@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { type ClientTls, h2Connect, h2Session } from '../test/helpers/clients.js';
 import { freshDatabase } from '../test/helpers/db.js';
 import {
-  CLI_NODE_FLAGS,
+  CLI_NODE_FLAGS_ON_THIS_NODE,
   CLI_PATH,
   type GatewayProcess,
   type LogLine,
@@ -47,10 +47,9 @@ const SETTINGS = (process.env['RR_SETTINGS'] ?? '1000/33;100/10').split(';').map
 const ATTACKER = fileURLToPath(new URL('./h2-rapid-reset-attacker.ts', import.meta.url));
 // Run under Node 20 (`AGENT_GATEWAY_ALLOW_UNSUPPORTED_NODE=1 /usr/bin/node --import tsx …`) for the
 // before/after figures: Node 20 has no --disable-sigusr1 and ignores the reset settings (1000/33 fixed).
-const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 // BENCH_GATEWAY_CLI=<another build's dist/cli/main.js>: A/B a change (as in bench/suite.ts).
 const CLI_FILE = process.env['BENCH_GATEWAY_CLI'] ?? CLI_PATH;
-const CLI = NODE_MAJOR >= 22 ? [...CLI_NODE_FLAGS, CLI_FILE] : [CLI_FILE];
+const CLI = [...CLI_NODE_FLAGS_ON_THIS_NODE, CLI_FILE];
 
 interface Phase {
   readonly p50: number;

@@ -1,19 +1,4 @@
-/**
- * Where an idle HTTP/1.1 tunnel's memory goes (issue 11: idle memory at or below Squid's). Opens
- * BENCH_IDLE tunnels (2,000) through a fresh gateway, holds them, and reads per tunnel: the growth of the
- * process's RSS, and of V8's heap (used and reserved) and of external memory, each before and after a full
- * collection. Run with the launchers' node flags and without them, alternating, BENCH_RUNS times each.
- *
- *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres node --import tsx bench/idle-memory.ts
- *
- * The gateway is the real CLI; the readings come through its inspector (Chrome DevTools Protocol over
- * WebSocket, on 127.0.0.1 with a random port), which is why this is a benchmark and never a test. Needs a
- * build (dist/cli/main.js). Without BENCH_DATABASE_URL an embedded PostgreSQL is started.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { CLI_NODE_FLAGS, CLI_PATH } from '../test/helpers/gateway-process.js';
+import { CLI_NODE_FLAGS, CLI_PATH, startGatewayProcess } from '../test/helpers/gateway-process.js';
 import { runLoad } from './load-runner.js';
 import { median, rssKiB, startBenchWorld } from './suite-common.js';
 
@@ -75,25 +60,12 @@ class Inspector {
   }
 }
 
-async function startGateway(config: string, flags: readonly string[], logPath: string) {
-  const out = openSync(logPath, 'w');
-  // Port 0: the inspector picks a free port and says which on stderr.
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [...flags, '--inspect=127.0.0.1:0', CLI_PATH, 'serve', '--config', config],
-    { stdio: ['ignore', out, 'pipe'] },
-  );
-  closeSync(out);
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  for (let waited = 0; ; waited += 100) {
-    if (waited > 30_000) throw new Error(`gateway did not start; see ${logPath}`);
-    await new Promise((r) => setTimeout(r, 100));
-    const listening = /"listen_addr":"[^"]*:(\d+)".*?"msg":"listening"/.exec(readFileSync(logPath, 'utf8'));
-    const inspector = /ws:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr);
-    if (listening && inspector)
-      return { child, port: Number(listening[1]), inspectorPort: Number(inspector[1]) };
-  }
+/** The real CLI under `flags`, with its inspector on a free loopback port (printed on stderr at start). */
+async function startGateway(config: string, flags: readonly string[]) {
+  const gateway = await startGatewayProcess(config, {}, [...flags, '--inspect=127.0.0.1:0', CLI_PATH]);
+  const inspector = /ws:\/\/127\.0\.0\.1:(\d+)\//.exec(gateway.stderr());
+  if (inspector === null) throw new Error(`the gateway printed no inspector address: ${gateway.stderr()}`);
+  return { gateway, inspectorPort: Number(inspector[1]) };
 }
 
 async function main(): Promise<void> {
@@ -106,8 +78,8 @@ async function main(): Promise<void> {
   try {
     for (let run = 0; run < RUNS; run++) {
       for (const c of cases) {
-        const gateway = await startGateway(config, c.flags, join(pki.dir, 'idle-memory-gateway.jsonl'));
-        const inspector = await Inspector.open(gateway.inspectorPort);
+        const { gateway, inspectorPort } = await startGateway(config, c.flags);
+        const inspector = await Inspector.open(inspectorPort);
         try {
           const target = {
             kind: 'h1' as const,
@@ -144,8 +116,7 @@ async function main(): Promise<void> {
           perTunnel.set(c.label, series);
         } finally {
           inspector.close();
-          gateway.child.kill('SIGTERM');
-          await new Promise((r) => gateway.child.once('exit', r));
+          await gateway.stop();
         }
       }
     }

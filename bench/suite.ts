@@ -15,7 +15,7 @@ import { type AddressInfo, createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLI_NODE_FLAGS, CLI_PATH } from '../test/helpers/gateway-process.js';
+import { CLI_NODE_FLAGS_ON_THIS_NODE, CLI_PATH } from '../test/helpers/gateway-process.js';
 import { runLoad } from './load-runner.js';
 import {
   cpuMs,
@@ -39,7 +39,6 @@ const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const OPEN = Number(process.env['BENCH_OPEN'] ?? 2000);
 const IDLE = Number(process.env['BENCH_IDLE'] ?? 2000);
 const CONCURRENCY = 32;
-const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 /**
  * policy.decision_cache_ms of the second gateway, measured for HTTP/2 CONNECT latency beside the default
  * (10 s, active because the registry extension is installed): 0 sends every CONNECT to the registry.
@@ -95,8 +94,8 @@ function sh(cmd: string, args: string[]): string {
  * The gateway under test, its audit log going to a file, as a deployment's log shipper would take it:
  * parsing every line in this process (which is also the sink) would take CPU from the shared cores.
  * BENCH_PROFILE=<dir> runs it under `node --cpu-prof`; BENCH_NODE_FLAGS adds node flags (e.g. `--trace-gc`);
- * BENCH_GATEWAY_CLI runs another build (A/B). The gateway runs with its launchers' node flags (src/cli/main.ts);
- * Node 20 has no `--disable-sigusr1`, so there it runs with none, as round 1 shipped it.
+ * BENCH_GATEWAY_CLI runs another build (A/B). The gateway runs with its launchers' node flags, those this
+ * Node accepts (CLI_NODE_FLAGS_ON_THIS_NODE).
  */
 async function startBenchGateway(
   config: string,
@@ -108,7 +107,7 @@ async function startBenchGateway(
   const child = spawn(
     process.execPath,
     [
-      ...(NODE_MAJOR >= 22 ? CLI_NODE_FLAGS : []),
+      ...CLI_NODE_FLAGS_ON_THIS_NODE,
       ...(dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []),
       ...(process.env['BENCH_NODE_FLAGS']?.split(' ').filter(Boolean) ?? []),
       cli,
@@ -590,7 +589,7 @@ async function main(): Promise<void> {
       '  registry extension is installed, so a repeated allow skips the registry SELECT but still checks the',
       '  certificate, key, destination, egress guard and limits), registry in PostgreSQL with a signed',
       '  permission; every audit line is written (to a file, as a log shipper would read it). Node flags of',
-      `  the gateway: ${NODE_MAJOR >= 22 ? CLI_NODE_FLAGS.map((f) => `\`${f}\``).join(' ') : 'none'} (as its launchers run it).`,
+      `  the gateway: ${CLI_NODE_FLAGS_ON_THIS_NODE.map((f) => `\`${f}\``).join(' ') || 'none'} (as its launchers run it).`,
       '',
       ...rows,
       '<!-- bench:suite:end -->',

@@ -10,6 +10,13 @@ export const CLI_PATH = fileURLToPath(new URL('../../dist/cli/main.js', import.m
 export const CLI_NODE_FLAGS: readonly string[] = ['--disable-sigusr1', '--max-semi-space-size=4'];
 
 /**
+ * The launch flags the running Node accepts, for benchmarks that also run under Node 20 for before/after
+ * figures: Node 20 has no `--disable-sigusr1`, so there the CLI runs with none, as round 1 shipped it.
+ */
+export const CLI_NODE_FLAGS_ON_THIS_NODE: readonly string[] =
+  Number(process.versions.node.split('.')[0]) >= 22 ? CLI_NODE_FLAGS : [];
+
+/**
  * The node arguments that run the CLI as its shebang does, for spawning it with process.execPath, which
  * is the pinned Node 24 under `npm test`.
  */

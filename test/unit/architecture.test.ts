@@ -62,7 +62,10 @@ function docRows(text: string, units: Set<string>): DocRow[] {
     const unit = /^\| `([^`]+)`$/.exec(cells[0] ?? '')?.[1];
     if (unit === undefined || cells.length < 3) continue;
     const dependsOn = new Set<string>();
-    for (const [, token] of (cells.slice(2).join(' | ') ?? '').matchAll(/`([^`]+)`/g)) {
+    for (const [, token] of cells
+      .slice(2)
+      .join(' | ')
+      .matchAll(/`([^`]+)`/g)) {
       const t = token ?? '';
       const folder = t.includes('/') ? `${t.slice(0, t.indexOf('/'))}/` : t;
       if (units.has(folder)) dependsOn.add(folder);
